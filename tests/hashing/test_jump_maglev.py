@@ -70,3 +70,10 @@ def test_maglev_weights_scale_slots() -> None:
 def test_maglev_table_does_not_depend_on_insertion_order() -> None:
     """The table is a function of the node set."""
     assert Maglev(["x", "y", "z"], 101).table == Maglev(["z", "x", "y"], 101).table
+
+
+def test_maglev_node_without_slots_still_counts_as_a_replica() -> None:
+    """A node too light to win a slot owns no key, but nodes_for lists it."""
+    maglev = Maglev({"big": 1.0, "tiny": 1e-9}, table_size=101)
+    assert set(maglev.table) == {"big"}
+    assert maglev.nodes_for("k", 2) == ["big", "tiny"]

@@ -157,3 +157,11 @@ def test_weights_snapshot_is_read_only() -> None:
     with pytest.raises(TypeError):
         ring.weights["a"] = 3.0  # type: ignore[index]
     assert repr(ring) == "HashRing(['a'], vnodes=160)"
+
+
+def test_ketama_node_without_points_still_counts_as_a_replica() -> None:
+    """A ketama node too light for a single digest owns no key, but nodes_for lists it."""
+    ring = HashRing.ketama({"big": 1000, "tiny": 1})
+    assert {node for _, node in ring.points} == {"big"}
+    assert all(ring.node_for(k) == "big" for k in KEYS[:100])
+    assert ring.nodes_for("k", 2) == ["big", "tiny"]

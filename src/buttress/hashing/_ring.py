@@ -104,10 +104,10 @@ class HashRing:
         self._lock = threading.Lock()
         self._weights = parse_nodes(nodes, _KIND)
         self._points: dict[str, list[int]] = {}
-        # (sorted points, owner per point + the first owner again at the end, distinct
-        # owners): a key's owner is owners[bisect_right(points, hash)], so the wrap-around
-        # needs no branch. Replaced whole on every change: readers never see a half state.
-        self._lookup: tuple[list[int], list[str], int] = ([], [], 0)
+        # (sorted points, owner per point + the first owner again at the end, the nodes):
+        # a key's owner is owners[bisect_right(points, hash)], so the wrap-around needs
+        # no branch. Replaced whole on every change: readers never see a half state.
+        self._lookup: tuple[list[int], list[str], tuple[str, ...]] = ([], [], ())
         self._rebuild()
 
     @classmethod
@@ -194,10 +194,11 @@ class HashRing:
                 if healthy(node):
                     break
         """
-        points, owners, total = self._lookup
+        points, owners, nodes = self._lookup
         if not points:
             raise no_nodes(_KIND, key)
         count = len(points)
+        total = len(nodes)
         start = bisect_right(points, self._hash(key))
         seen: set[str] = set()
         for step in range(count):
@@ -207,6 +208,11 @@ class HashRing:
                 yield node
                 if len(seen) == total:
                     return
+        # Only a ketama ring can get here: a node whose weight is tiny next to the others
+        # gets no digest at all. It owns no key but still counts as a replica target.
+        for node in nodes:
+            if node not in seen:
+                yield node
 
     def key_hash(self, key: Key) -> int:
         """The position of ``key`` on the ring (its hash), as used by :attr:`ReshardPlan.ranges`.
@@ -332,10 +338,9 @@ class HashRing:
             pairs = deduped
         points_list = [p for p, _ in pairs]
         owners = [n for _, n in pairs]
-        distinct = len(set(owners))
         if owners:
             owners.append(owners[0])
-        self._lookup = (points_list, owners, distinct)
+        self._lookup = (points_list, owners, tuple(self._weights))
 
     def _ketama_points(self) -> list[tuple[int, str]]:
         # libketama / uhashring: a node gets floor(vnodes/4 * n * w / W) digests of
