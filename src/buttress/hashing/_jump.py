@@ -54,7 +54,7 @@ class JumpHash:
         shards.remove("shard-0")     # UnsupportedOperationError: not the last node
     """
 
-    __slots__ = ("_hash", "_lock", "_nodes")
+    __slots__ = ("_hash", "_lock", "_nodes", "_view")
 
     def __init__(
         self,
@@ -69,6 +69,7 @@ class JumpHash:
                 raise _no_weights(node, weight)
         self._lock = threading.Lock()
         self._nodes: tuple[str, ...] = tuple(parsed)
+        self._view: Mapping[str, float] = MappingProxyType(parsed)
 
     def node_for(self, key: Key) -> str:
         """The node owning ``key``.
@@ -159,7 +160,7 @@ class JumpHash:
     @property
     def weights(self) -> Mapping[str, float]:
         """``{node: 1.0}``: jump hash has no weights."""
-        return MappingProxyType(dict.fromkeys(self._nodes, 1.0))
+        return self._view
 
     def add(self, node: str, weight: float = 1.0) -> None:
         """Append ``node`` as the next bucket.
@@ -182,6 +183,7 @@ class JumpHash:
             if node in self._nodes:
                 raise duplicate(_KIND, node)
             self._nodes = (*self._nodes, node)
+            self._view = MappingProxyType(dict.fromkeys(self._nodes, 1.0))
 
     def remove(self, node: str) -> None:
         """Remove ``node``, which must be the last bucket.
@@ -208,6 +210,7 @@ class JumpHash:
                     "Rendezvous or Maglev when any node may leave"
                 )
             self._nodes = self._nodes[:-1]
+            self._view = MappingProxyType(dict.fromkeys(self._nodes, 1.0))
 
     def __len__(self) -> int:
         return len(self._nodes)

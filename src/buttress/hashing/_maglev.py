@@ -131,7 +131,7 @@ class Maglev:
         self._lock = threading.Lock()
         weights = parse_nodes(nodes, _KIND)
         self._check_room(len(weights))
-        self._weights = weights
+        self._weights = MappingProxyType(weights)
         # (the table, the nodes it was built from): replaced whole on every change.
         self._state: tuple[list[str], tuple[str, ...]] = ([], ())
         self._rebuild()
@@ -232,8 +232,8 @@ class Maglev:
 
     @property
     def weights(self) -> Mapping[str, float]:
-        """A read-only snapshot ``{node: weight}``."""
-        return MappingProxyType(dict(self._weights))
+        """A read-only snapshot ``{node: weight}`` (the same object until the next change)."""
+        return self._weights
 
     def add(self, node: str, weight: float = 1.0) -> None:
         """Add ``node`` with ``weight`` (default 1.0) and rebuild the table.
@@ -255,7 +255,7 @@ class Maglev:
             if node in self._weights:
                 raise duplicate(_KIND, node)
             self._check_room(len(self._weights) + 1)
-            self._weights = {**self._weights, node: w}
+            self._weights = MappingProxyType({**self._weights, node: w})
             self._rebuild()
 
     def remove(self, node: str) -> None:
@@ -274,7 +274,7 @@ class Maglev:
         with self._lock:
             if node not in self._weights:
                 raise unknown(_KIND, node, self._weights)
-            self._weights = {n: w for n, w in self._weights.items() if n != node}
+            self._weights = MappingProxyType({n: w for n, w in self._weights.items() if n != node})
             self._rebuild()
 
     def __len__(self) -> int:

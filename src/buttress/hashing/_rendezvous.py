@@ -76,7 +76,7 @@ class Rendezvous:
         self._hash = key_hasher(fn)
         self._point_hash: HashFunction = fn if fn is not None else blake2b64
         self._lock = threading.Lock()
-        self._weights = parse_nodes(nodes, _KIND)
+        self._weights = MappingProxyType(parse_nodes(nodes, _KIND))
         # (((seed, node, weight), ...), all weights equal): rebuilt on every change.
         self._state: tuple[tuple[tuple[int, str, float], ...], bool] = ((), True)
         self._rebuild()
@@ -179,8 +179,8 @@ class Rendezvous:
 
     @property
     def weights(self) -> Mapping[str, float]:
-        """A read-only snapshot ``{node: weight}``."""
-        return MappingProxyType(dict(self._weights))
+        """A read-only snapshot ``{node: weight}`` (the same object until the next change)."""
+        return self._weights
 
     def add(self, node: str, weight: float = 1.0) -> None:
         """Add ``node`` with ``weight`` (default 1.0).
@@ -201,7 +201,7 @@ class Rendezvous:
         with self._lock:
             if node in self._weights:
                 raise duplicate(_KIND, node)
-            self._weights = {**self._weights, node: w}
+            self._weights = MappingProxyType({**self._weights, node: w})
             self._rebuild()
 
     def remove(self, node: str) -> None:
@@ -220,7 +220,7 @@ class Rendezvous:
         with self._lock:
             if node not in self._weights:
                 raise unknown(_KIND, node, self._weights)
-            self._weights = {n: w for n, w in self._weights.items() if n != node}
+            self._weights = MappingProxyType({n: w for n, w in self._weights.items() if n != node})
             self._rebuild()
 
     def __len__(self) -> int:

@@ -102,7 +102,7 @@ class HashRing:
         self._hash_fn: HashFunction = fn if fn is not None else blake2b64
         self._hash = key_hasher(fn)
         self._lock = threading.Lock()
-        self._weights = parse_nodes(nodes, _KIND)
+        self._weights = MappingProxyType(parse_nodes(nodes, _KIND))
         self._points: dict[str, list[int]] = {}
         # (sorted points, owner per point + the first owner again at the end, the nodes):
         # a key's owner is owners[bisect_right(points, hash)], so the wrap-around needs
@@ -247,8 +247,8 @@ class HashRing:
 
     @property
     def weights(self) -> Mapping[str, float]:
-        """A read-only snapshot ``{node: weight}``."""
-        return MappingProxyType(dict(self._weights))
+        """A read-only snapshot ``{node: weight}`` (the same object until the next change)."""
+        return self._weights
 
     @property
     def vnodes(self) -> int:
@@ -280,7 +280,7 @@ class HashRing:
             if node in self._weights:
                 raise duplicate(_KIND, node)
             # Copy on write: readers iterate the old dict while we build the new state.
-            self._weights = {**self._weights, node: w}
+            self._weights = MappingProxyType({**self._weights, node: w})
             self._rebuild()
 
     def remove(self, node: str) -> None:
@@ -299,7 +299,7 @@ class HashRing:
         with self._lock:
             if node not in self._weights:
                 raise unknown(_KIND, node, self._weights)
-            self._weights = {n: w for n, w in self._weights.items() if n != node}
+            self._weights = MappingProxyType({n: w for n, w in self._weights.items() if n != node})
             self._points.pop(node, None)
             self._rebuild()
 
