@@ -134,3 +134,24 @@ def test_no_nodes_raises() -> None:
     bounded.remove("a")
     with pytest.raises(NoNodesError):
         bounded.acquire("k")
+
+
+def test_threads_share_one_bounded_load() -> None:
+    """Concurrent acquire/release from threads keeps the books: nothing lost or doubled."""
+    import threading
+
+    bounded = BoundedLoad(HashRing(names(4)), c=1.25)
+
+    def worker(offset: int) -> None:
+        held = [bounded.acquire(f"hot-{(i + offset) % 5}") for i in range(300)]
+        for node in held:
+            bounded.release(node)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = bounded.stats()
+    assert stats.total == 0 and set(stats.loads.values()) == {0}
+    assert stats.acquired == 1200

@@ -290,12 +290,12 @@ class ShardMap(Generic[T]):
 
     @overload
     def __init__(
-        self: ShardMap[str], shards: Iterable[str], *, placement: ConsistentHash | None = None
+        self, shards: Mapping[str, T], *, placement: ConsistentHash | None = None
     ) -> None: ...
 
     @overload
     def __init__(
-        self, shards: Mapping[str, T], *, placement: ConsistentHash | None = None
+        self: ShardMap[str], shards: Iterable[str], *, placement: ConsistentHash | None = None
     ) -> None: ...
 
     def __init__(
