@@ -48,7 +48,7 @@ class JumpHash:
     Example::
 
         shards = JumpHash(["shard-0", "shard-1", "shard-2"])
-        shards.node_for(12345)      # 'shard-1'
+        shards.node_for(12345)      # 'shard-0'
         shards.add("shard-3")        # ~1/4 of the keys move, all to shard-3
         shards.remove("shard-3")     # fine: the last node
         shards.remove("shard-0")     # UnsupportedOperationError: not the last node
