@@ -169,14 +169,24 @@ class HashRing:
 
             ring.nodes_for("user:42", 2)   # ['cache-2', 'cache-1']
         """
-        if not self._weights:
+        points, owners, nodes = self._lookup
+        if not points:
             raise no_nodes(_KIND, key)
-        check_n(n, len(self._weights))
-        result: list[str] = []
-        for node in self.preference(key):
-            result.append(node)
-            if len(result) == n:
-                break
+        if n.__class__ is not int or not 1 <= n <= len(nodes):
+            check_n(n, len(nodes))
+        count = len(points)
+        i = bisect_right(points, self._hash(key))
+        result = [owners[i]]
+        # Walk clockwise to the next distinct owners (inlined: this is the replica path).
+        step = 1
+        while len(result) < n and step < count:
+            node = owners[(i + step) % count]
+            if node not in result:
+                result.append(node)
+            step += 1
+        if len(result) < n:  # ketama nodes without points; see preference()
+            result.extend(node for node in nodes if node not in result)
+            del result[n:]
         return result
 
     def preference(self, key: Key) -> Iterator[str]:
