@@ -333,7 +333,9 @@ class BoundedLoad:
     def _cap(self, weight: float, total_weight: float, count: int) -> int:
         if count == 0:
             return 0
-        return math.ceil(self._c * (self._total + 1) * weight / total_weight - 1e-9)
+        # The same arithmetic as _pick, so cap() reports exactly what acquire enforces.
+        scale = self._c * (self._total + 1) / total_weight
+        return math.ceil(scale * weight - 1e-9)
 
     def _pick(self, key: Key, *, count: bool = True) -> str:
         weights = self._inner.weights
