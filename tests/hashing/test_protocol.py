@@ -277,3 +277,17 @@ def test_factory_type_alias_is_usable() -> None:
     """The helpers' Factory type accepts the classes (typing smoke)."""
     factory: Factory = Rendezvous
     assert factory(["a"]).node_for("k") == "a"
+
+
+@ALGOS
+def test_pickles_to_the_same_placement(algo: str) -> None:
+    """A placement sent to another process (pickle) places keys the same way."""
+    import pickle
+
+    placement = FACTORIES[algo](names(5))
+    clone = pickle.loads(pickle.dumps(placement))
+    assert clone.nodes == placement.nodes
+    assert [clone.node_for(k) for k in KEYS[:500]] == [placement.node_for(k) for k in KEYS[:500]]
+    for node in names(5)[::-1]:
+        placement.remove(node)
+    assert len(pickle.loads(pickle.dumps(placement))) == 0

@@ -132,3 +132,25 @@ def test_plan_needs_nodes_on_both_sides() -> None:
         ReshardPlan(HashRing(["a"]), empty)
     with pytest.raises(ConfigError, match="samples must be"):
         ReshardPlan(HashRing(["a"]), HashRing(["b"])).moved_share(samples=0)
+
+
+def test_shard_map_and_custom_hash_pickle() -> None:
+    """A ShardMap (and a ring with a module-level custom hash) survive pickling."""
+    import pickle
+
+    from buttress.hashing import blake2b64
+
+    shards = ShardMap({"a": 1, "b": 2}, placement=HashRing(["a", "b"], hash=blake2b64))
+    clone = pickle.loads(pickle.dumps(shards))
+    assert dict(clone.shards) == {"a": 1, "b": 2}
+    assert [clone.shard_for(k) for k in KEYS[:300]] == [shards.shard_for(k) for k in KEYS[:300]]
+
+
+def test_rings_with_different_key_hashes_have_no_ranges() -> None:
+    """A ring with hash=blake2b64 places keys by another hash than the default ring."""
+    from buttress.hashing import blake2b64
+
+    plan = ReshardPlan(HashRing(["a", "b"]), HashRing(["a", "b"], hash=blake2b64))
+    with pytest.raises(UnsupportedOperationError):
+        _ = plan.ranges
+    assert plan.moved_share(samples=2000) > 0.2

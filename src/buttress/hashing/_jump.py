@@ -54,7 +54,7 @@ class JumpHash:
         shards.remove("shard-0")     # UnsupportedOperationError: not the last node
     """
 
-    __slots__ = ("_hash", "_lock", "_nodes", "_view")
+    __slots__ = ("_fn", "_hash", "_lock", "_nodes", "_view")
 
     def __init__(
         self,
@@ -62,7 +62,8 @@ class JumpHash:
         *,
         hash: HashFunction | None = None,
     ) -> None:
-        self._hash = key_hasher(check_hash(hash))
+        self._fn = check_hash(hash)
+        self._hash = key_hasher(self._fn)
         parsed = parse_nodes(nodes, _KIND)
         for node, weight in parsed.items():
             if weight != 1.0:
@@ -218,6 +219,9 @@ class JumpHash:
     def __contains__(self, node: object) -> bool:
         return node in self._nodes
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (self._nodes, self._fn))
+
     def __repr__(self) -> str:
         return f"JumpHash({list(self._nodes)!r})"
 
@@ -227,3 +231,10 @@ def _no_weights(node: str, weight: object) -> ConfigError:
         f"weight of node {node!r} must be 1 (JumpHash has no weights; use HashRing, "
         f"Rendezvous or Maglev for weighted nodes), got {weight!r}"
     )
+
+
+def _rebuild(nodes: tuple[str, ...], fn: HashFunction | None) -> JumpHash:
+    placement = JumpHash(nodes or ("-",), hash=fn)
+    if not nodes:
+        placement.remove("-")
+    return placement

@@ -283,6 +283,9 @@ class Maglev:
     def __contains__(self, node: object) -> bool:
         return node in self._weights
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (dict(self._weights), self._size, self._fn))
+
     def __repr__(self) -> str:
         return f"Maglev({list(self._weights)!r}, table_size={self._size})"
 
@@ -299,3 +302,10 @@ class Maglev:
             return
         table = _populate(ordered, [weights[n] for n in ordered], self._size, self._fn)
         self._state = (table, tuple(weights))
+
+
+def _rebuild(weights: dict[str, float], size: int, fn: HashFunction | None) -> Maglev:
+    placement = Maglev(weights or {"-": 1.0}, size, hash=fn)
+    if not weights:
+        placement.remove("-")
+    return placement

@@ -64,7 +64,7 @@ class Rendezvous:
         hrw.nodes_for("user:42", 2)    # ['c', 'a']
     """
 
-    __slots__ = ("_hash", "_lock", "_point_hash", "_state", "_weights")
+    __slots__ = ("_custom", "_hash", "_lock", "_point_hash", "_state", "_weights")
 
     def __init__(
         self,
@@ -73,6 +73,7 @@ class Rendezvous:
         hash: HashFunction | None = None,
     ) -> None:
         fn = check_hash(hash)
+        self._custom = fn
         self._hash = key_hasher(fn)
         self._point_hash: HashFunction = fn if fn is not None else blake2b64
         self._lock = threading.Lock()
@@ -229,6 +230,9 @@ class Rendezvous:
     def __contains__(self, node: object) -> bool:
         return node in self._weights
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (dict(self._weights), self._custom))
+
     def __repr__(self) -> str:
         return f"Rendezvous({dict(self._weights)!r})"
 
@@ -240,3 +244,10 @@ class Rendezvous:
         )
         uniform = len({w for _, _, w in entries}) <= 1
         self._state = (entries, uniform)
+
+
+def _rebuild(weights: dict[str, float], fn: HashFunction | None) -> Rendezvous:
+    placement = Rendezvous(weights or {"-": 1.0}, hash=fn)
+    if not weights:
+        placement.remove("-")
+    return placement

@@ -69,6 +69,7 @@ class HashRing:
 
     __slots__ = (
         "_compat",
+        "_custom",
         "_hash",
         "_hash_fn",
         "_lock",
@@ -91,6 +92,7 @@ class HashRing:
         self._compat = compat
         self._vnodes = integer("vnodes", vnodes, minimum=1)
         fn = check_hash(hash)
+        self._custom = fn
         if compat == "ketama":
             if fn is not None:
                 raise fail("hash", "None with compat='ketama' (ketama hashes with MD5)", hash)
@@ -319,6 +321,11 @@ class HashRing:
     def __contains__(self, node: object) -> bool:
         return node in self._weights
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its options in the other process (locks and closures do not
+        # pickle); a custom hash must itself be picklable (a module-level function).
+        return (_rebuild, (dict(self._weights), self._vnodes, self._compat, self._custom))
+
     def __repr__(self) -> str:
         compat = f", compat={self._compat!r}" if self._compat else ""
         return f"HashRing({list(self._weights)!r}, vnodes={self._vnodes}{compat})"
@@ -370,3 +377,15 @@ class HashRing:
                 for r in range(4):
                     ring[int.from_bytes(d[4 * r : 4 * r + 4], "little")] = node
         return sorted(ring.items())
+
+
+def _rebuild(
+    weights: dict[str, float],
+    vnodes: int,
+    compat: Literal["ketama"] | None,
+    fn: HashFunction | None,
+) -> HashRing:
+    ring = HashRing(weights or {"-": 1.0}, vnodes, compat=compat, hash=fn)
+    if not weights:
+        ring.remove("-")
+    return ring

@@ -227,7 +227,7 @@ class ReshardPlan:
 
 
 def _compatible(old: HashRing, new: object) -> bool:
-    return isinstance(new, HashRing) and old.compat == new.compat and old._hash_fn is new._hash_fn
+    return isinstance(new, HashRing) and old.compat == new.compat and old._custom is new._custom
 
 
 def _ring_ranges(old: ConsistentHash, new: ConsistentHash) -> tuple[HashRange, ...]:
@@ -414,5 +414,12 @@ class ShardMap(Generic[T]):
     def __len__(self) -> int:
         return len(self._shards)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_shard_map, (dict(self._shards), self._placement))
+
     def __repr__(self) -> str:
         return f"ShardMap({list(self._shards)!r}, placement={self._placement!r})"
+
+
+def _rebuild_shard_map(shards: dict[str, T], placement: ConsistentHash) -> ShardMap[T]:
+    return ShardMap(shards, placement=placement)
