@@ -13,6 +13,10 @@ Every error of ours subclasses :class:`ButtressError`. The tree::
         ├── TimeoutError                (also the builtin TimeoutError) a Timeout fired
         │   └── DeadlineExceededError   the enclosing ``bt.deadline`` ran out
         ├── StoreError                  a shared store failed (Redis down, garbage reply)
+        ├── HashingError                a placement could not answer (buttress.hashing)
+        │   ├── NoNodesError            (also a LookupError) a lookup on an empty placement
+        │   ├── UnknownNodeError        (also a KeyError) remove() of a node it does not hold
+        │   └── UnsupportedOperationError  the algorithm cannot do that (JumpHash removal)
         └── SupervisorError             a supervisor could not do what was asked
             ├── ChildStartError         a child failed before it signalled readiness
             └── SupervisorGaveUpError   restart intensity exceeded; every child stopped
