@@ -68,7 +68,7 @@ def test_no_endpoints_is_a_config_error() -> None:
 
 def test_duplicate_endpoint_is_a_config_error() -> None:
     """The same address twice is refused, naming the address."""
-    with pytest.raises(bt.ConfigError, match="duplicate endpoint.*'a:1'"):
+    with pytest.raises(bt.ConfigError, match=r"duplicate endpoint.*'a:1'"):
         Balancer(["a:1", "b:1", Endpoint("a:1", weight=2)])
 
 
@@ -235,6 +235,26 @@ def test_hash_strategy_is_sticky_and_fails_over() -> None:
     moved = {k: b.call_sync(lambda ep: ep.address, key=k) for k in range(100)}
     assert all(moved[k] == home[k] for k in home if home[k] != "a:1")
     assert all(moved[k] != "a:1" for k in home)
+
+
+def test_hash_strategy_with_a_hash_ring_factory() -> None:
+    """A factory from buttress.hashing builds the hasher over the addresses."""
+    from buttress.hashing import HashRing
+
+    b = make(strategy="hash", hasher=lambda addrs: HashRing(addrs))
+    ring = HashRing(ADDRS)
+    assert all(
+        b.call_sync(lambda ep: ep.address, key=f"k{i}") == ring.node_for(f"k{i}") for i in range(50)
+    )
+
+
+def test_hash_default_is_weighted_rendezvous() -> None:
+    """The default hasher is buttress.hashing.Rendezvous with the endpoint weights."""
+    from buttress.hashing import Rendezvous
+
+    b = make([Endpoint("a:1", 3), "b:1", "c:1"], strategy="hash")
+    hrw = Rendezvous({"a:1": 3.0, "b:1": 1.0, "c:1": 1.0})
+    assert all(b.call_sync(lambda ep: ep.address, key=i) == hrw.node_for(i) for i in range(50))
 
 
 def test_hash_strategy_accepts_any_hasher() -> None:

@@ -324,8 +324,9 @@ class Balancer:
         failure_penalty: the least latency recorded for a failure or rejection, seconds
             ``>= 0``. Default 1.
         hasher: for ``"hash"``: a :class:`KeyHasher` over the endpoint addresses, or a
-            callable building one from the list of addresses. Default: a weighted
-            rendezvous hash.
+            callable building one from the list of addresses (``HashRing``, ``Maglev``...
+            from :mod:`buttress.hashing`). Default: ``buttress.hashing.Rendezvous``
+            weighted by the endpoints' weights.
         failure_on: exceptions that are failures. Default ``(Exception,)``.
         reject_on: exceptions that are rejections. Default ``(RejectedError,)``.
         ignore_on: exceptions that record nothing. Default ``(DeadlineExceededError,)``.
@@ -977,7 +978,12 @@ def _build_hasher(
 ) -> KeyHasher:
     addresses = [ep.address for ep in endpoints]
     if hasher is None:
-        return _WeightedRendezvous({ep.address: ep.weight for ep in endpoints})
+        from ..hashing import Rendezvous
+
+        weights = {ep.address: ep.weight for ep in endpoints if ep.weight > 0}
+        if not weights:
+            raise v.fail("endpoints", "at least one endpoint of weight > 0", endpoints)
+        return Rendezvous(weights)
     if isinstance(hasher, KeyHasher):
         return hasher
     if callable(hasher):
@@ -989,28 +995,3 @@ def _build_hasher(
         "an object with node_for(key) and nodes_for(key, n), or a callable building one",
         hasher,
     )
-
-
-class _WeightedRendezvous:
-    """Weighted rendezvous hashing (HRW, logarithmic method) over endpoint addresses."""
-
-    def __init__(self, weights: dict[str, float]) -> None:
-        import hashlib
-
-        self._blake = hashlib.blake2b
-        self._nodes = [(a, w, a.encode()) for a, w in weights.items() if w > 0]
-
-    def _scores(self, key: Any) -> list[tuple[float, str]]:
-        data = key if isinstance(key, bytes) else str(key).encode()
-        out = []
-        for address, weight, raw in self._nodes:
-            h = int.from_bytes(self._blake(raw + b"\0" + data, digest_size=8).digest(), "big")
-            u = (h + 1) / 18446744073709551617.0  # in (0, 1)
-            out.append((-weight / math.log(u), address))
-        return out
-
-    def node_for(self, key: Any) -> str:
-        return max(self._scores(key))[1]
-
-    def nodes_for(self, key: Any, n: int) -> list[str]:
-        return [a for _, a in sorted(self._scores(key), reverse=True)[:n]]
