@@ -577,8 +577,9 @@ class Balancer:
     def _round_robin(self, pool: _Pool, now: float) -> _State:
         states = pool.states
         if pool.uniform:
-            self._rr += 1
-            return states[self._rr % pool.n]
+            i = self._rr
+            self._rr = i + 1
+            return states[i % pool.n]
         # Smooth weighted round robin (nginx): exact shares, evenly interleaved.
         best = states[0]
         for s in states:
