@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -73,7 +74,7 @@ async def test_jitter_spreads_checks_within_bounds(clock: FakeClock) -> None:
     async with b:
         await clock.sleep(200.0)
     times = script.times("a:1")
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(5.0 <= g <= 15.0 for g in gaps)
     assert len(set(gaps)) > 3
 
