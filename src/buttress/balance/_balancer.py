@@ -204,7 +204,6 @@ class Pick:
         self._key = key
         self._outcome = -1
         self._state: _State | None = None
-        self._started = 0.0
         self.endpoint: Endpoint | None = None
         """The chosen endpoint, once entered."""
 
@@ -230,8 +229,8 @@ class Pick:
             raise RuntimeError("a Pick can be entered once; call balancer.pick() per request")
         state, self._started = self._balancer._acquire(self._key)
         self._state = state
-        self.endpoint = state.endpoint
-        return state.endpoint
+        self.endpoint = endpoint = state.endpoint
+        return endpoint
 
     def __exit__(
         self,
@@ -244,7 +243,7 @@ class Pick:
             return
         outcome = self._outcome
         if outcome < 0:
-            outcome = self._balancer._classify(exc)
+            outcome = SUCCESS if exc is None else self._balancer._classify(exc)
         self._balancer._finish(state, self._started, outcome)
 
     async def __aenter__(self) -> Endpoint:
@@ -496,30 +495,34 @@ class Balancer:
 
     def _acquire(self, key: Any) -> tuple[_State, float]:
         now = self.clock.monotonic()
-        events: list[Event] | None = None
         with self._lock:
-            if now >= self._next_change:
-                events = self._refresh(now)
-            pool = self._single
-            if pool is None:
-                pool = self._pick_pool()
-            if pool is None or pool.n == 0:
-                state = None
-            elif key is not None and self.hasher is not None:
-                state = self._by_key(key)
+            if now < self._next_change:
+                pool = self._single
+                if pool is not None and key is None:  # the hot path: one pool, no key
+                    state = self._choose(pool, now)
+                    state.in_flight += 1
+                    return state, now
+                events: list[Event] = []
             else:
-                state = self._choose(pool, now)
-            if state is not None:
-                state.in_flight += 1
+                events = self._refresh(now)
+            pool = self._single or self._pick_pool()
+            if pool is None or pool.n == 0:
+                found = None
+            elif key is not None and self.hasher is not None:
+                found = self._by_key(key)
+            else:
+                found = self._choose(pool, now)
+            if found is not None:
+                found.in_flight += 1
             else:
                 retry_after = self._retry_after(now)
         if events:
             self._emit_all(events)
-        if state is None:
+        if found is None:
             raise NoHealthyEndpointError._lazy(
                 self.name, retry_after, "balancer %r has no endpoint available", (self.name,)
             )
-        return state, now
+        return found, now
 
     def _pick_pool(self) -> _Pool | None:
         if not self._pools:
@@ -555,18 +558,34 @@ class Balancer:
         return states[i], states[j]
 
     def _p2c_ewma(self, pool: _Pool, now: float) -> _State:
-        if pool.n == 1:
+        n = pool.n
+        if n == 1:
             return pool.states[0]
-        a, b = self._two(pool)
-        return a if self._ewma_cost(a, now) <= self._ewma_cost(b, now) else b
-
-    def _ewma_cost(self, s: _State, now: float) -> float:
-        cost = s.cost
-        if cost == 0.0:
-            return _UNKNOWN_COST * s.in_flight if s.in_flight else 0.0
-        if now > s.stamp:
-            cost *= math.exp((s.stamp - now) / self.decay)
-        return cost * (s.in_flight + 1) * s.inv_weight
+        if pool.uniform:  # inlined _two(): this is the default strategy's hot path
+            rand = self.random.random
+            i = int(rand() * n)
+            j = int(rand() * (n - 1))
+            if j >= i:
+                j += 1
+            a, b = pool.states[i], pool.states[j]
+        else:
+            a, b = self._two(pool)
+        ca, cb = a.cost, b.cost
+        # cost x (in flight + 1) / weight, the estimate decayed to now; with no estimate
+        # yet, Finagle's penalty while requests are out (a fresh endpoint is not flooded).
+        if ca:
+            if now > a.stamp:
+                ca *= math.exp((a.stamp - now) / self.decay)
+            ca *= (a.in_flight + 1) * a.inv_weight
+        elif a.in_flight:
+            ca = _UNKNOWN_COST * a.in_flight
+        if cb:
+            if now > b.stamp:
+                cb *= math.exp((b.stamp - now) / self.decay)
+            cb *= (b.in_flight + 1) * b.inv_weight
+        elif b.in_flight:
+            cb = _UNKNOWN_COST * b.in_flight
+        return a if ca <= cb else b
 
     def _p2c_least(self, pool: _Pool, now: float) -> _State:
         if pool.n == 1:
@@ -624,48 +643,60 @@ class Balancer:
 
     def _finish(self, s: _State, started: float, outcome: int) -> None:
         now = self.clock.monotonic()
-        events: list[Event] = []
         with self._lock:
             s.in_flight -= 1
-            if outcome == IGNORED:
-                return
-            rtt = now - started
-            if outcome != SUCCESS and rtt < self.failure_penalty:
-                rtt = self.failure_penalty
-            # Peak EWMA: a slower sample replaces the estimate at once; a faster one pulls
-            # it down with a weight that grows with the time since the last sample.
-            if rtt >= s.cost:
-                s.cost = rtt
-            else:
-                w = math.exp((s.stamp - now) / self.decay) if now > s.stamp else 1.0
-                s.cost = s.cost * w + rtt * (1.0 - w)
-            s.stamp = now
-            s.requests += 1
-            od = self.outlier
             if outcome == SUCCESS:
+                rtt = now - started
                 s.consecutive = 0
                 s.sr_ok += 1
                 s.sr_total += 1
-            elif outcome == FAILURE:
-                s.failures += 1
-                s.consecutive += 1
-                s.sr_total += 1
+            elif outcome == IGNORED:
+                return
             else:
-                s.rejections += 1
-            if od is not None:
-                if now >= self._next_change:
-                    events += self._refresh(now)
-                if (
-                    outcome == FAILURE
-                    and od.consecutive_failures is not None
-                    and s.consecutive >= od.consecutive_failures
-                    and not s.ejected
-                ):
-                    events += self._eject(s, now, "consecutive_failures")
-                if now >= self._next_eval:
-                    events += self._evaluate(now)
+                rtt = now - started
+                if rtt < self.failure_penalty:
+                    rtt = self.failure_penalty
+                if outcome == FAILURE:
+                    s.failures += 1
+                    s.consecutive += 1
+                    s.sr_total += 1
+                else:
+                    s.rejections += 1
+            # Peak EWMA: a slower sample replaces the estimate at once; a faster one pulls
+            # it down with a weight that grows with the time since the last sample.
+            cost = s.cost
+            if rtt >= cost:
+                s.cost = rtt
+            elif now > s.stamp:
+                w = math.exp((s.stamp - now) / self.decay)
+                s.cost = cost * w + rtt * (1.0 - w)
+            s.stamp = now
+            s.requests += 1
+            if self.outlier is None or (
+                outcome != FAILURE and now < self._next_eval and now < self._next_change
+            ):
+                return
+            events = self._judge(s, now, outcome)
         if events:
             self._emit_all(events)
+
+    def _judge(self, s: _State, now: float, outcome: int) -> list[Event]:
+        """Outlier detection after a completion (under the lock): the slow path."""
+        od = self.outlier
+        assert od is not None
+        events: list[Event] = []
+        if now >= self._next_change:
+            events += self._refresh(now)
+        if (
+            outcome == FAILURE
+            and od.consecutive_failures is not None
+            and s.consecutive >= od.consecutive_failures
+            and not s.ejected
+        ):
+            events += self._eject(s, now, "consecutive_failures")
+        if now >= self._next_eval:
+            events += self._evaluate(now)
+        return events
 
     def _eject(self, s: _State, now: float, reason: str) -> list[Event]:
         od = self.outlier
