@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 
-from buttress.balance import Balancer, Endpoint
 from _harness import Contender, RatioColumn, Suite
+from buttress.balance import Balancer, Endpoint
 
 _ADDRS = [f"10.0.0.{i}:8080" for i in range(1, 11)]
 _STRATEGIES = ("p2c_ewma", "p2c_least_requests", "round_robin", "random", "hash")
