@@ -284,6 +284,8 @@ class Balancer:
     ``Exception``) a *failure*; any other exception, or none, a success. Failures and
     rejections are recorded with a latency of at least ``failure_penalty``, so an
     endpoint that fails fast (a 429, a refused connection) looks slow, not attractive.
+    An endpoint back from an ejection (or from unhealthy) starts with no estimate, as a
+    new endpoint does.
 
     **Passive health.** ``outlier=`` (:class:`~buttress.OutlierDetection`, on by default)
     ejects endpoints with consecutive failures or an outlying success rate, for a time
@@ -759,6 +761,9 @@ class Balancer:
             if s.ejected:
                 if s.ejected_until <= now:
                     s.ejected = False
+                    # Back from an ejection it starts afresh, like a new endpoint: its
+                    # failure-inflated estimate would otherwise keep it idle for minutes.
+                    s.cost = 0.0
                     events.append(EndpointRestored(self.name, s.address, "expired"))
                 elif s.ejected_until < next_change:
                     next_change = s.ejected_until
@@ -942,10 +947,12 @@ class Balancer:
                 s.hc_ok += 1
                 if not s.healthy and s.hc_ok >= hc.healthy_threshold:
                     s.healthy = changed = True
+                    s.cost = 0.0  # a fresh start, as after an ejection
                     events.append(EndpointHealthChanged(self.name, s.address, True, "threshold"))
                 if hc.uneject and s.ejected:
                     s.ejected = False
                     s.ejected_until = now
+                    s.cost = 0.0
                     changed = True
                     events.append(EndpointRestored(self.name, s.address, "health_check"))
             else:
