@@ -64,6 +64,12 @@ class KeyHasher(Protocol):
 
     ``buttress.hashing``'s ``Rendezvous``, ``HashRing``, ``Maglev``... all fit; so does
     any object with these two methods.
+
+    Example::
+
+        from buttress.hashing import HashRing
+
+        bt.Balancer(addrs, strategy="hash", hasher=lambda addresses: HashRing(addresses))
     """
 
     def node_for(self, key: Any) -> Any:
@@ -164,7 +170,13 @@ class EndpointStats:
 @dataclass(frozen=True, slots=True)
 class BalancerStats:
     """A snapshot of a :class:`Balancer`: its endpoints, whether it is in panic, and the
-    share of traffic each priority group gets (``(priority, share)`` pairs)."""
+    share of traffic each priority group gets (``(priority, share)`` pairs).
+
+    Example::
+
+        stats = balancer.stats()
+        print(stats.available, "of", len(stats.endpoints), "endpoints available")
+    """
 
     name: str
     strategy: str
@@ -187,6 +199,14 @@ class Pick:
     :class:`Balancer`), unless set explicitly inside the block with :meth:`fail`,
     :meth:`reject`, :meth:`succeed` or :meth:`ignore` — for answers that are failures
     without raising, such as an HTTP 503.
+
+    Args:
+        balancer: the balancer to pick from.
+        key: the affinity key for the ``"hash"`` strategy, or ``None``.
+
+    Raises:
+        NoHealthyEndpointError: (on entering) no endpoint may take the request.
+        RuntimeError: the pick is entered a second time.
 
     Example::
 

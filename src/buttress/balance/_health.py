@@ -23,6 +23,12 @@ class HealthStatus(enum.Enum):
     ``HEALTHY`` and ``UNHEALTHY`` count towards the thresholds; ``DRAINING`` marks the
     endpoint unhealthy at once (an immediate-fail signal: the endpoint is shutting down
     or asked to be taken out).
+
+    Example::
+
+        async def check(ep: bt.Endpoint) -> bt.HealthStatus:
+            state = await ask_admin_port(ep)
+            return bt.HealthStatus.DRAINING if state == "draining" else bt.HealthStatus.HEALTHY
     """
 
     HEALTHY = "healthy"
@@ -110,6 +116,12 @@ class HttpCheck:
 
 class TcpCheck:
     """Check an endpoint by opening (and closing) a TCP connection to its host and port.
+
+    Args:
+        none: it connects to the endpoint's ``host`` and ``port``.
+
+    Raises:
+        nothing: a refused or failed connection is ``HealthStatus.UNHEALTHY``.
 
     Example::
 
