@@ -517,3 +517,47 @@ def test_priority_failover_with_overprovisioning(clock: FakeClock) -> None:
     assert any(isinstance(e, PriorityLoadChanged) for e in events)
     clock.advance(31.0)
     assert b.stats().loads == ((0, 1.0), (1, 0.0))
+
+
+# -- concurrency ------------------------------------------------------------------------
+
+
+def test_many_threads_keep_the_counts_exact() -> None:
+    """Picks from many threads at once: every request counted, none left in flight."""
+    import threading
+
+    b = Balancer([f"e{i}:1" for i in range(5)], outlier=OutlierDetection(consecutive_failures=50))
+    per_thread = 2000
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(per_thread):
+            pick = b.pick()
+            with pick:
+                if rng.random() < 0.1:
+                    pick.fail()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = b.stats()
+    assert sum(e.in_flight for e in stats.endpoints) == 0
+    assert sum(e.requests for e in stats.endpoints) == 8 * per_thread
+
+
+async def test_many_tasks_keep_the_counts_exact() -> None:
+    """Concurrent tasks: in-flight counts peak above one and end at zero."""
+    b = make(strategy="p2c_least_requests")
+    peak = 0
+
+    async def one() -> None:
+        nonlocal peak
+        async with b.pick():
+            peak = max(peak, sum(e.in_flight for e in b.stats().endpoints))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(one() for _ in range(50)))
+    assert peak > 1
+    assert sum(e.in_flight for e in b.stats().endpoints) == 0
