@@ -53,5 +53,8 @@ async def use() -> None:
         assert_type(started, Balancer)
     async with httpx.AsyncClient(transport=BalancedTransport(balancer)) as client:
         await client.get("http://svc/")
+
+
+def use_sync() -> None:
     with httpx.Client(transport=BalancedTransport(balancer, budget=False)) as sync_client:
         sync_client.get("http://svc/")
