@@ -561,3 +561,32 @@ async def test_many_tasks_keep_the_counts_exact() -> None:
     await asyncio.gather(*(one() for _ in range(50)))
     assert peak > 1
     assert sum(e.in_flight for e in b.stats().endpoints) == 0
+
+
+def test_failback_waits_for_failback_after(clock: FakeClock) -> None:
+    """Failover is immediate; failback only once the primary's health has held."""
+    eps = [Endpoint("p0:1"), Endpoint("p1:1"), Endpoint("s0:1", priority=1)]
+    b = make(
+        eps,
+        clock=clock,
+        strategy="round_robin",
+        failback_after=10.0,
+        panic_threshold=0.0,
+        outlier=OutlierDetection(
+            consecutive_failures=1, base_ejection_time=5.0, max_ejection_percent=100
+        ),
+    )
+    with pytest.raises(OSError), b.pick() as ep:
+        assert ep.address == "p0:1"
+        raise OSError("reset")
+    assert dict(b.stats().loads) == pytest.approx({0: 0.7, 1: 0.3})
+    clock.advance(6.0)  # the ejection is over, but the primary has not held for 10 s
+    stats = b.stats()
+    assert stats.endpoints[0].available
+    assert dict(stats.loads) == pytest.approx({0: 0.7, 1: 0.3})
+    clock.advance(9.5)  # 10 s since the rise was seen (at t = 6) is t = 16
+    assert dict(b.stats().loads) == pytest.approx({0: 0.7, 1: 0.3})
+    clock.advance(0.5)
+    assert dict(b.stats().loads) == pytest.approx({0: 1.0, 1: 0.0})
+    with pytest.raises(bt.ConfigError, match="failback_after must be"):
+        Balancer(ADDRS, failback_after=-1)

@@ -317,8 +317,10 @@ class Balancer:
     **Priority groups and failover.** Endpoints carry a ``priority`` (0 first). As in
     Envoy, a group's *health* is ``min(1, overprovisioning * healthy/total)``; the first
     group takes that share of traffic and the rest spills to the next groups. The
-    overprovisioning factor (default 1.4) is the hysteresis: losing a few endpoints of a
-    group (up to 1 - 1/1.4 ≈ 29 %) moves no traffic, so it does not flap.
+    overprovisioning factor (default 1.4) is a dead band: losing a few endpoints of a
+    group (up to 1 - 1/1.4 ≈ 29 %) moves no traffic. ``failback_after`` adds hysteresis
+    in time: a drop in health moves traffic at once, a rise only once it has held that
+    long, so a flapping group does not pull traffic back and forth.
 
     **Panic.** When the summed health of all groups falls below ``panic_threshold``
     (default 0.5), the balancer stops trusting health: with ``on_panic="all"`` it spreads
@@ -341,6 +343,10 @@ class Balancer:
             Default 0.5.
         on_panic: ``"all"`` (default) or ``"fail"``.
         overprovisioning: the priority-group factor, ``>= 1``. Default 1.4.
+        failback_after: seconds a group's (and the total's) health must hold, from when
+            the balancer sees it rise (at a pick, a completion, a check or ``stats()``),
+            before the rise counts: traffic fails over at once but fails back only then.
+            ``>= 0``. Default 0 (at once, as Envoy).
         decay: the EWMA time constant, seconds ``> 0``. Default 10.
         failure_penalty: the least latency recorded for a failure or rejection, seconds
             ``>= 0``. Default 1.
@@ -379,6 +385,7 @@ class Balancer:
         panic_threshold: float = 0.5,
         on_panic: str = "all",
         overprovisioning: float = 1.4,
+        failback_after: float | timedelta = 0.0,
         decay: float | timedelta = 10.0,
         failure_penalty: float | timedelta = 1.0,
         hasher: KeyHasher | Callable[[list[str]], KeyHasher] | None = None,
@@ -416,6 +423,7 @@ class Balancer:
         self.panic_threshold = v.number("panic_threshold", panic_threshold, low=0.0, high=1.0)
         self.on_panic = v.choice("on_panic", on_panic, ("all", "fail"))
         self.overprovisioning = v.number("overprovisioning", overprovisioning, low=1.0)
+        self.failback_after = v.seconds("failback_after", failback_after)
         self.decay = v.seconds("decay", decay, allow_zero=False)
         self.failure_penalty = v.seconds("failure_penalty", failure_penalty)
         self.failure_on = v.exception_types("failure_on", failure_on)
@@ -446,6 +454,9 @@ class Balancer:
         self._available: frozenset[str] = frozenset()
         self._panic = False
         self._loads: tuple[tuple[int, float], ...] = ()
+        # Per priority group: the health in force, and since when it has been higher.
+        self._health = [1.0 if initially else 0.0 for _ in self._groups]
+        self._rising = [math.inf for _ in self._groups]
         self._next_change = -math.inf  # refresh at the first pick
         self._next_eval = now + (outlier.interval if outlier is not None else math.inf)
         self._rr = 0
@@ -792,10 +803,30 @@ class Balancer:
         over = self.overprovisioning
         healths: list[float] = []
         members: list[list[_State]] = []
-        for _, group in self._groups:
+        delay = self.failback_after
+        for index, (_, group) in enumerate(self._groups):
             weighted = [s for s in group if s.weight > 0]
             ok = [s for s in weighted if s.healthy and not s.ejected]
-            healths.append(min(1.0, over * len(ok) / len(weighted)) if weighted else 0.0)
+            health = min(1.0, over * len(ok) / len(weighted)) if weighted else 0.0
+            # Failback hysteresis: health drops count at once, rises only once they have
+            # held for failback_after seconds, so a flapping group does not pull traffic
+            # back and forth.
+            held = self._health[index]
+            if health <= held or delay <= 0.0:
+                self._health[index] = health
+                self._rising[index] = math.inf
+            else:
+                since = self._rising[index]
+                if since == math.inf:
+                    since = self._rising[index] = now
+                if now - since >= delay:
+                    self._health[index] = health
+                    self._rising[index] = math.inf
+                else:
+                    next_change = min(next_change, since + delay)
+                    self._next_change = next_change
+                    health = held
+            healths.append(health)
             members.append(ok)
         total_health = min(1.0, sum(healths))
         panic = total_health < self.panic_threshold
