@@ -590,3 +590,66 @@ def test_failback_waits_for_failback_after(clock: FakeClock) -> None:
     assert dict(b.stats().loads) == pytest.approx({0: 1.0, 1: 0.0})
     with pytest.raises(bt.ConfigError, match="failback_after must be"):
         Balancer(ADDRS, failback_after=-1)
+
+
+# -- membership -------------------------------------------------------------------------
+
+
+def test_add_and_remove_endpoints() -> None:
+    """Added endpoints get traffic; removed ones get none; bad calls are ConfigErrors."""
+    b = make(strategy="round_robin")
+    b.add(Endpoint("d:1", weight=1))
+    assert {b.call_sync(lambda ep: ep.address) for _ in range(8)} == {*ADDRS, "d:1"}
+    b.remove("a:1")
+    assert {b.call_sync(lambda ep: ep.address) for _ in range(6)} == {"b:1", "c:1", "d:1"}
+    assert [ep.address for ep in b.endpoints] == ["b:1", "c:1", "d:1"]
+    with pytest.raises(bt.ConfigError, match="duplicate endpoint"):
+        b.add("b:1")
+    with pytest.raises(bt.ConfigError, match="address must be the address of an endpoint"):
+        b.remove("zz:1")
+    for address in ("b:1", "c:1", "d:1"):
+        b.remove(address)
+    with pytest.raises(NoHealthyEndpointError):
+        b.call_sync(lambda ep: None)
+
+
+def test_a_request_in_flight_on_a_removed_endpoint_finishes() -> None:
+    """Removing an endpoint does not break the requests already sent to it."""
+    b = make(["a:1", "b:1"], strategy="round_robin")
+    pick = b.pick()
+    with pick as ep:
+        b.remove(ep.address)
+    assert [e.address for e in b.stats().endpoints] == ["b:1"]
+
+
+def test_hash_membership_moves_few_keys() -> None:
+    """With the hash strategy, adding an endpoint moves only the keys it takes."""
+    b = make(strategy="hash")
+    before = {k: b.call_sync(lambda ep: ep.address, key=k) for k in range(300)}
+    b.add("d:1")
+    after = {k: b.call_sync(lambda ep: ep.address, key=k) for k in range(300)}
+    moved = [k for k in before if before[k] != after[k]]
+    assert all(after[k] == "d:1" for k in moved)
+    assert 30 < len(moved) < 120  # about a quarter
+
+
+async def test_added_endpoint_is_health_checked(clock: FakeClock) -> None:
+    """An endpoint added while started gets its own health checks; a removed one stops."""
+    from buttress.balance import HealthCheck
+
+    seen: list[str] = []
+
+    async def check(ep: Endpoint) -> bool:
+        seen.append(ep.address)
+        return True
+
+    b = make(clock=clock, health_check=HealthCheck(check, interval=1.0, jitter=0.0))
+    async with b:
+        b.add("d:1")
+        await clock.sleep(2.5)
+        assert seen.count("d:1") == 3
+        b.remove("a:1")
+        await asyncio.sleep(0)
+        count = seen.count("a:1")
+        await clock.sleep(3.0)
+        assert seen.count("a:1") == count

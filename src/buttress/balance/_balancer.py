@@ -441,12 +441,9 @@ class Balancer:
 
         now = self.clock.monotonic()
         initially = health_check is None or health_check.initially_healthy
+        self._initially = initially
         self._states = tuple(_State(ep, initially, now) for ep in parsed)
-        self._by_address = {s.address: s for s in self._states}
-        priorities = sorted({ep.priority for ep in parsed})
-        self._groups = tuple(
-            (p, tuple(s for s in self._states if s.endpoint.priority == p)) for p in priorities
-        )
+        self._regroup()
         self._lock = threading.Lock()
         self._pools: tuple[_Pool, ...] = ()
         self._pool_cum: list[float] = []
@@ -455,12 +452,13 @@ class Balancer:
         self._panic = False
         self._loads: tuple[tuple[int, float], ...] = ()
         # Per priority group: the health in force, and since when it has been higher.
-        self._health = [1.0 if initially else 0.0 for _ in self._groups]
-        self._rising = [math.inf for _ in self._groups]
+        self._health: dict[int, float] = {}
+        self._rising: dict[int, float] = {}
         self._next_change = -math.inf  # refresh at the first pick
         self._next_eval = now + (outlier.interval if outlier is not None else math.inf)
         self._rr = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._choose = {
             "p2c_ewma": self._p2c_ewma,
             "p2c_least_requests": self._p2c_least,
@@ -476,6 +474,96 @@ class Balancer:
             f"Balancer({len(self._states)} endpoints, strategy={self.strategy!r}, "
             f"name={self.name!r})"
         )
+
+    def _regroup(self) -> None:
+        self._by_address = {s.address: s for s in self._states}
+        priorities = sorted({s.endpoint.priority for s in self._states})
+        self._groups = tuple(
+            (p, tuple(s for s in self._states if s.endpoint.priority == p)) for p in priorities
+        )
+
+    # -- membership -------------------------------------------------------------------------
+
+    def add(self, endpoint: str | Endpoint) -> None:
+        """Add an endpoint (service discovery found a new replica).
+
+        It starts with no latency estimate, healthy unless the health check says
+        ``initially_healthy=False``; if the balancer is started, its health checks start
+        too. Thread-safe.
+
+        Raises:
+            ConfigError: the address is already there, ``endpoint`` is not an address or
+                an :class:`~buttress.Endpoint`, or the ``"hash"`` strategy's hasher has
+                no ``add(node, weight)``.
+
+        Example::
+
+            balancer.add(bt.Endpoint("10.0.0.4:8080", weight=2))
+        """
+        if isinstance(endpoint, str):
+            endpoint = Endpoint(endpoint)
+        elif not isinstance(endpoint, Endpoint):
+            raise v.fail("endpoint", "an address (str) or an Endpoint", endpoint)
+        now = self.clock.monotonic()
+        with self._lock:
+            if endpoint.address in self._by_address:
+                raise v.fail("endpoint", "a new address (duplicate endpoint)", endpoint.address)
+            if self.hasher is not None and endpoint.weight > 0:
+                add = getattr(self.hasher, "add", None)
+                if add is None:
+                    raise v.fail("hasher", "a hasher with add(node, weight) to add", self.hasher)
+                add(endpoint.address, endpoint.weight)
+            state = _State(endpoint, self._initially, now)
+            self._states = (*self._states, state)
+            self.endpoints = (*self.endpoints, endpoint)
+            self._regroup()
+            events = self._refresh(now)
+        self._emit_all(events)
+        loop = self._loop
+        if loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                self._spawn(state)
+            else:
+                loop.call_soon_threadsafe(self._spawn, state)
+
+    def remove(self, address: str) -> None:
+        """Remove the endpoint at ``address`` (service discovery lost a replica).
+
+        Requests in flight on it finish normally; no new request goes to it; its health
+        checks stop. Removing every endpoint is allowed: picks then raise
+        :class:`~buttress.NoHealthyEndpointError`. Thread-safe.
+
+        Raises:
+            ConfigError: no endpoint has that address, or the ``"hash"`` strategy's
+                hasher has no ``remove(node)``.
+
+        Example::
+
+            balancer.remove("10.0.0.4:8080")
+        """
+        now = self.clock.monotonic()
+        with self._lock:
+            state = self._by_address.get(address)
+            if state is None:
+                raise v.fail("address", "the address of an endpoint of this balancer", address)
+            if self.hasher is not None and state.weight > 0:
+                remove = getattr(self.hasher, "remove", None)
+                if remove is None:
+                    raise v.fail("hasher", "a hasher with remove(node) to remove", self.hasher)
+                remove(address)
+            self._states = tuple(s for s in self._states if s is not state)
+            self.endpoints = tuple(ep for ep in self.endpoints if ep.address != address)
+            self._regroup()
+            events = self._refresh(now)
+        self._emit_all(events)
+        task = self._tasks.pop(address, None)
+        loop = self._loop
+        if task is not None and loop is not None:
+            loop.call_soon_threadsafe(task.cancel)
 
     # -- picking ----------------------------------------------------------------------------
 
@@ -804,24 +892,25 @@ class Balancer:
         healths: list[float] = []
         members: list[list[_State]] = []
         delay = self.failback_after
-        for index, (_, group) in enumerate(self._groups):
+        initial = 1.0 if self._initially else 0.0
+        for priority, group in self._groups:
             weighted = [s for s in group if s.weight > 0]
             ok = [s for s in weighted if s.healthy and not s.ejected]
             health = min(1.0, over * len(ok) / len(weighted)) if weighted else 0.0
             # Failback hysteresis: health drops count at once, rises only once they have
             # held for failback_after seconds, so a flapping group does not pull traffic
             # back and forth.
-            held = self._health[index]
+            held = self._health.get(priority, initial)
             if health <= held or delay <= 0.0:
-                self._health[index] = health
-                self._rising[index] = math.inf
+                self._health[priority] = health
+                self._rising[priority] = math.inf
             else:
-                since = self._rising[index]
+                since = self._rising.get(priority, math.inf)
                 if since == math.inf:
-                    since = self._rising[index] = now
+                    since = self._rising[priority] = now
                 if now - since >= delay:
-                    self._health[index] = health
-                    self._rising[index] = math.inf
+                    self._health[priority] = health
+                    self._rising[priority] = math.inf
                 else:
                     next_change = min(next_change, since + delay)
                     self._next_change = next_change
@@ -894,11 +983,17 @@ class Balancer:
         """
         if self.health_check is None or self._tasks:
             return
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._check_loop(s), name=f"{self.name}:health:{s.address}")
-            for s in self._states
-        ]
+        self._loop = asyncio.get_running_loop()
+        for s in self._states:
+            self._spawn(s)
+
+    def _spawn(self, s: _State) -> None:
+        loop = self._loop
+        if loop is None or s.address in self._tasks:
+            return
+        self._tasks[s.address] = loop.create_task(
+            self._check_loop(s), name=f"{self.name}:health:{s.address}"
+        )
 
     async def stop(self) -> None:
         """Stop the background health checks and wait for them; idempotent.
@@ -907,7 +1002,9 @@ class Balancer:
 
             await balancer.stop()
         """
-        tasks, self._tasks = self._tasks, []
+        tasks = list(self._tasks.values())
+        self._tasks = {}
+        self._loop = None
         for task in tasks:
             task.cancel()
         if tasks:
@@ -943,10 +1040,11 @@ class Balancer:
         """
         if self.health_check is None:
             raise v.fail("health_check", "set to use check_now()", None)
-        results = await asyncio.gather(*(self._check_once(s) for s in self._states))
-        for s, status in zip(self._states, results, strict=True):
+        states = self._states
+        results = await asyncio.gather(*(self._check_once(s) for s in states))
+        for s, status in zip(states, results, strict=True):
             self._apply_check(s, status)
-        return {s.address: status for s, status in zip(self._states, results, strict=True)}
+        return {s.address: status for s, status in zip(states, results, strict=True)}
 
     async def _check_loop(self, s: _State) -> None:
         hc = self.health_check
