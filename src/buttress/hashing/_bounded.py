@@ -81,7 +81,17 @@ class BoundedLoad:
             serve(node)
     """
 
-    __slots__ = ("_acquired", "_c", "_inner", "_loads", "_lock", "_overflowed", "_total")
+    __slots__ = (
+        "_acquired",
+        "_c",
+        "_inner",
+        "_loads",
+        "_lock",
+        "_overflowed",
+        "_seen",
+        "_total",
+        "_total_weight",
+    )
 
     def __init__(self, inner: ConsistentHash, c: float = 1.25) -> None:
         self._inner = inner
@@ -91,6 +101,11 @@ class BoundedLoad:
         self._total = 0
         self._acquired = 0
         self._overflowed = 0
+        # The inner weights mapping last seen, and its sum: buttress's algorithms return
+        # the same mapping object until their node set changes, so this is summed once
+        # per change rather than once per acquisition.
+        self._seen: Mapping[str, float] | None = None
+        self._total_weight = 0.0
 
     @property
     def c(self) -> float:
@@ -318,24 +333,34 @@ class BoundedLoad:
     def _cap(self, weight: float, total_weight: float, count: int) -> int:
         if count == 0:
             return 0
-        # The small epsilon keeps float noise (1.25 * 8 / 2 = 5.000000001) from adding 1.
-        return math.ceil(self._c * (self._total + 1) * weight / total_weight - 1e-9)
+        # The same arithmetic as _pick, so cap() reports exactly what acquire enforces.
+        scale = self._c * (self._total + 1) / total_weight
+        return math.ceil(scale * weight - 1e-9)
 
     def _pick(self, key: Key, *, count: bool = True) -> str:
         weights = self._inner.weights
+        if weights is not self._seen:
+            self._seen = weights
+            self._total_weight = sum(weights.values())
         if not weights:
             raise no_nodes(_KIND, key)
-        total_weight = sum(weights.values())
-        n = len(weights)
+        # cap(node) = ceil(c * (total + 1) * weight / total_weight); the small epsilon
+        # keeps float noise (1.25 * 8 / 2 = 5.000000001) from adding 1.
+        scale = self._c * (self._total + 1) / self._total_weight
         loads = self._loads
+        ceil = math.ceil
+        # Fast path: the first choice is under its cap (the common case unless c is
+        # tight or the keys are hot); node_for is much cheaper than a preference walk.
+        node = self._inner.node_for(key)
+        if loads.get(node, 0) < ceil(scale * weights.get(node, 0.0) - 1e-9):
+            return node
         first = True
         for node in self._inner.preference(key):
-            if loads.get(node, 0) < self._cap(weights[node], total_weight, n):
+            if loads.get(node, 0) < ceil(scale * weights.get(node, 0.0) - 1e-9):
                 if count and not first:
                     self._overflowed += 1
                 return node
             first = False
         # Unreachable while the inner preference lists every node: the caps sum to at
-        # least c * (total + 1) > total. (A ketama ring can give a tiny-weight node no
-        # point at all; then the first choice takes the key rather than failing.)
+        # least c * (total + 1) > total.
         return next(iter(self._inner.preference(key)))

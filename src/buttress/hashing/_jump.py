@@ -48,13 +48,13 @@ class JumpHash:
     Example::
 
         shards = JumpHash(["shard-0", "shard-1", "shard-2"])
-        shards.node_for(12345)      # 'shard-1'
+        shards.node_for(12345)      # 'shard-0'
         shards.add("shard-3")        # ~1/4 of the keys move, all to shard-3
         shards.remove("shard-3")     # fine: the last node
         shards.remove("shard-0")     # UnsupportedOperationError: not the last node
     """
 
-    __slots__ = ("_hash", "_lock", "_nodes")
+    __slots__ = ("_fn", "_hash", "_lock", "_nodes", "_view")
 
     def __init__(
         self,
@@ -62,13 +62,15 @@ class JumpHash:
         *,
         hash: HashFunction | None = None,
     ) -> None:
-        self._hash = key_hasher(check_hash(hash))
+        self._fn = check_hash(hash)
+        self._hash = key_hasher(self._fn)
         parsed = parse_nodes(nodes, _KIND)
         for node, weight in parsed.items():
             if weight != 1.0:
                 raise _no_weights(node, weight)
         self._lock = threading.Lock()
         self._nodes: tuple[str, ...] = tuple(parsed)
+        self._view: Mapping[str, float] = MappingProxyType(parsed)
 
     def node_for(self, key: Key) -> str:
         """The node owning ``key``.
@@ -159,7 +161,7 @@ class JumpHash:
     @property
     def weights(self) -> Mapping[str, float]:
         """``{node: 1.0}``: jump hash has no weights."""
-        return MappingProxyType(dict.fromkeys(self._nodes, 1.0))
+        return self._view
 
     def add(self, node: str, weight: float = 1.0) -> None:
         """Append ``node`` as the next bucket.
@@ -182,6 +184,7 @@ class JumpHash:
             if node in self._nodes:
                 raise duplicate(_KIND, node)
             self._nodes = (*self._nodes, node)
+            self._view = MappingProxyType(dict.fromkeys(self._nodes, 1.0))
 
     def remove(self, node: str) -> None:
         """Remove ``node``, which must be the last bucket.
@@ -208,12 +211,16 @@ class JumpHash:
                     "Rendezvous or Maglev when any node may leave"
                 )
             self._nodes = self._nodes[:-1]
+            self._view = MappingProxyType(dict.fromkeys(self._nodes, 1.0))
 
     def __len__(self) -> int:
         return len(self._nodes)
 
     def __contains__(self, node: object) -> bool:
         return node in self._nodes
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (self._nodes, self._fn))
 
     def __repr__(self) -> str:
         return f"JumpHash({list(self._nodes)!r})"
@@ -224,3 +231,10 @@ def _no_weights(node: str, weight: object) -> ConfigError:
         f"weight of node {node!r} must be 1 (JumpHash has no weights; use HashRing, "
         f"Rendezvous or Maglev for weighted nodes), got {weight!r}"
     )
+
+
+def _rebuild(nodes: tuple[str, ...], fn: HashFunction | None) -> JumpHash:
+    placement = JumpHash(nodes or ("-",), hash=fn)
+    if not nodes:
+        placement.remove("-")
+    return placement

@@ -112,7 +112,7 @@ class Maglev:
         lb.nodes_for("flow:1234", 2)   # the owner, then the next distinct owner in the table
     """
 
-    __slots__ = ("_fn", "_hash", "_lock", "_size", "_table", "_weights")
+    __slots__ = ("_fn", "_hash", "_lock", "_size", "_state", "_weights")
 
     def __init__(
         self,
@@ -131,8 +131,9 @@ class Maglev:
         self._lock = threading.Lock()
         weights = parse_nodes(nodes, _KIND)
         self._check_room(len(weights))
-        self._weights = weights
-        self._table: list[str] = []
+        self._weights = MappingProxyType(weights)
+        # (the table, the nodes it was built from): replaced whole on every change.
+        self._state: tuple[list[str], tuple[str, ...]] = ([], ())
         self._rebuild()
 
     def node_for(self, key: Key) -> str:
@@ -148,7 +149,7 @@ class Maglev:
 
             lb.node_for("flow:1234")
         """
-        table = self._table
+        table = self._state[0]
         try:
             return table[self._hash(key) % self._size]
         except IndexError:
@@ -170,9 +171,10 @@ class Maglev:
 
             lb.nodes_for("flow:1234", 2)
         """
-        if not self._table:
+        table, nodes = self._state
+        if not table:
             raise no_nodes(_KIND, key)
-        check_n(n, len(self._weights))
+        check_n(n, len(nodes))
         result: list[str] = []
         for node in self.preference(key):
             result.append(node)
@@ -193,10 +195,11 @@ class Maglev:
 
             next(lb.preference("flow:1234")) == lb.node_for("flow:1234")
         """
-        table, size = self._table, self._size
+        table, nodes = self._state
         if not table:
             raise no_nodes(_KIND, key)
-        total = len(set(self._weights))
+        size = len(table)
+        total = len(nodes)
         start = self._hash(key) % size
         seen: set[str] = set()
         for step in range(size):
@@ -206,6 +209,11 @@ class Maglev:
                 yield node
                 if len(seen) == total:
                     return
+        # A node whose weight is tiny next to the others may win no slot at all: it owns
+        # no key but still counts as a replica target.
+        for node in nodes:
+            if node not in seen:
+                yield node
 
     @property
     def table_size(self) -> int:
@@ -215,7 +223,7 @@ class Maglev:
     @property
     def table(self) -> tuple[str, ...]:
         """The lookup table: the node of each slot."""
-        return tuple(self._table)
+        return tuple(self._state[0])
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -224,8 +232,8 @@ class Maglev:
 
     @property
     def weights(self) -> Mapping[str, float]:
-        """A read-only snapshot ``{node: weight}``."""
-        return MappingProxyType(dict(self._weights))
+        """A read-only snapshot ``{node: weight}`` (the same object until the next change)."""
+        return self._weights
 
     def add(self, node: str, weight: float = 1.0) -> None:
         """Add ``node`` with ``weight`` (default 1.0) and rebuild the table.
@@ -247,7 +255,7 @@ class Maglev:
             if node in self._weights:
                 raise duplicate(_KIND, node)
             self._check_room(len(self._weights) + 1)
-            self._weights = {**self._weights, node: w}
+            self._weights = MappingProxyType({**self._weights, node: w})
             self._rebuild()
 
     def remove(self, node: str) -> None:
@@ -266,7 +274,7 @@ class Maglev:
         with self._lock:
             if node not in self._weights:
                 raise unknown(_KIND, node, self._weights)
-            self._weights = {n: w for n, w in self._weights.items() if n != node}
+            self._weights = MappingProxyType({n: w for n, w in self._weights.items() if n != node})
             self._rebuild()
 
     def __len__(self) -> int:
@@ -274,6 +282,9 @@ class Maglev:
 
     def __contains__(self, node: object) -> bool:
         return node in self._weights
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (dict(self._weights), self._size, self._fn))
 
     def __repr__(self) -> str:
         return f"Maglev({list(self._weights)!r}, table_size={self._size})"
@@ -284,8 +295,17 @@ class Maglev:
 
     def _rebuild(self) -> None:
         # Nodes in name order: the table depends on the node set, not on insertion order.
-        ordered = sorted(self._weights)
+        weights = self._weights
+        ordered = sorted(weights)
         if not ordered:
-            self._table = []
+            self._state = ([], ())
             return
-        self._table = _populate(ordered, [self._weights[n] for n in ordered], self._size, self._fn)
+        table = _populate(ordered, [weights[n] for n in ordered], self._size, self._fn)
+        self._state = (table, tuple(weights))
+
+
+def _rebuild(weights: dict[str, float], size: int, fn: HashFunction | None) -> Maglev:
+    placement = Maglev(weights or {"-": 1.0}, size, hash=fn)
+    if not weights:
+        placement.remove("-")
+    return placement

@@ -64,7 +64,7 @@ class Rendezvous:
         hrw.nodes_for("user:42", 2)    # ['c', 'a']
     """
 
-    __slots__ = ("_hash", "_lock", "_point_hash", "_state", "_weights")
+    __slots__ = ("_custom", "_hash", "_lock", "_point_hash", "_state", "_weights")
 
     def __init__(
         self,
@@ -73,10 +73,11 @@ class Rendezvous:
         hash: HashFunction | None = None,
     ) -> None:
         fn = check_hash(hash)
+        self._custom = fn
         self._hash = key_hasher(fn)
         self._point_hash: HashFunction = fn if fn is not None else blake2b64
         self._lock = threading.Lock()
-        self._weights = parse_nodes(nodes, _KIND)
+        self._weights = MappingProxyType(parse_nodes(nodes, _KIND))
         # (((seed, node, weight), ...), all weights equal): rebuilt on every change.
         self._state: tuple[tuple[tuple[int, str, float], ...], bool] = ((), True)
         self._rebuild()
@@ -179,8 +180,8 @@ class Rendezvous:
 
     @property
     def weights(self) -> Mapping[str, float]:
-        """A read-only snapshot ``{node: weight}``."""
-        return MappingProxyType(dict(self._weights))
+        """A read-only snapshot ``{node: weight}`` (the same object until the next change)."""
+        return self._weights
 
     def add(self, node: str, weight: float = 1.0) -> None:
         """Add ``node`` with ``weight`` (default 1.0).
@@ -201,7 +202,7 @@ class Rendezvous:
         with self._lock:
             if node in self._weights:
                 raise duplicate(_KIND, node)
-            self._weights = {**self._weights, node: w}
+            self._weights = MappingProxyType({**self._weights, node: w})
             self._rebuild()
 
     def remove(self, node: str) -> None:
@@ -220,7 +221,7 @@ class Rendezvous:
         with self._lock:
             if node not in self._weights:
                 raise unknown(_KIND, node, self._weights)
-            self._weights = {n: w for n, w in self._weights.items() if n != node}
+            self._weights = MappingProxyType({n: w for n, w in self._weights.items() if n != node})
             self._rebuild()
 
     def __len__(self) -> int:
@@ -228,6 +229,9 @@ class Rendezvous:
 
     def __contains__(self, node: object) -> bool:
         return node in self._weights
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (dict(self._weights), self._custom))
 
     def __repr__(self) -> str:
         return f"Rendezvous({dict(self._weights)!r})"
@@ -240,3 +244,10 @@ class Rendezvous:
         )
         uniform = len({w for _, _, w in entries}) <= 1
         self._state = (entries, uniform)
+
+
+def _rebuild(weights: dict[str, float], fn: HashFunction | None) -> Rendezvous:
+    placement = Rendezvous(weights or {"-": 1.0}, hash=fn)
+    if not weights:
+        placement.remove("-")
+    return placement

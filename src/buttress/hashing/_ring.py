@@ -69,6 +69,7 @@ class HashRing:
 
     __slots__ = (
         "_compat",
+        "_custom",
         "_hash",
         "_hash_fn",
         "_lock",
@@ -91,6 +92,7 @@ class HashRing:
         self._compat = compat
         self._vnodes = integer("vnodes", vnodes, minimum=1)
         fn = check_hash(hash)
+        self._custom = fn
         if compat == "ketama":
             if fn is not None:
                 raise fail("hash", "None with compat='ketama' (ketama hashes with MD5)", hash)
@@ -102,12 +104,12 @@ class HashRing:
         self._hash_fn: HashFunction = fn if fn is not None else blake2b64
         self._hash = key_hasher(fn)
         self._lock = threading.Lock()
-        self._weights = parse_nodes(nodes, _KIND)
+        self._weights = MappingProxyType(parse_nodes(nodes, _KIND))
         self._points: dict[str, list[int]] = {}
-        # (sorted points, owner per point + the first owner again at the end, distinct
-        # owners): a key's owner is owners[bisect_right(points, hash)], so the wrap-around
-        # needs no branch. Replaced whole on every change: readers never see a half state.
-        self._lookup: tuple[list[int], list[str], int] = ([], [], 0)
+        # (sorted points, owner per point + the first owner again at the end, the nodes):
+        # a key's owner is owners[bisect_right(points, hash)], so the wrap-around needs
+        # no branch. Replaced whole on every change: readers never see a half state.
+        self._lookup: tuple[list[int], list[str], tuple[str, ...]] = ([], [], ())
         self._rebuild()
 
     @classmethod
@@ -169,14 +171,24 @@ class HashRing:
 
             ring.nodes_for("user:42", 2)   # ['cache-2', 'cache-1']
         """
-        if not self._weights:
+        points, owners, nodes = self._lookup
+        if not points:
             raise no_nodes(_KIND, key)
-        check_n(n, len(self._weights))
-        result: list[str] = []
-        for node in self.preference(key):
-            result.append(node)
-            if len(result) == n:
-                break
+        if n.__class__ is not int or not 1 <= n <= len(nodes):
+            check_n(n, len(nodes))
+        count = len(points)
+        i = bisect_right(points, self._hash(key))
+        result = [owners[i]]
+        # Walk clockwise to the next distinct owners (inlined: this is the replica path).
+        step = 1
+        while len(result) < n and step < count:
+            node = owners[(i + step) % count]
+            if node not in result:
+                result.append(node)
+            step += 1
+        if len(result) < n:  # ketama nodes without points; see preference()
+            result.extend(node for node in nodes if node not in result)
+            del result[n:]
         return result
 
     def preference(self, key: Key) -> Iterator[str]:
@@ -194,10 +206,11 @@ class HashRing:
                 if healthy(node):
                     break
         """
-        points, owners, total = self._lookup
+        points, owners, nodes = self._lookup
         if not points:
             raise no_nodes(_KIND, key)
         count = len(points)
+        total = len(nodes)
         start = bisect_right(points, self._hash(key))
         seen: set[str] = set()
         for step in range(count):
@@ -207,6 +220,11 @@ class HashRing:
                 yield node
                 if len(seen) == total:
                     return
+        # Only a ketama ring can get here: a node whose weight is tiny next to the others
+        # gets no digest at all. It owns no key but still counts as a replica target.
+        for node in nodes:
+            if node not in seen:
+                yield node
 
     def key_hash(self, key: Key) -> int:
         """The position of ``key`` on the ring (its hash), as used by :attr:`ReshardPlan.ranges`.
@@ -241,8 +259,8 @@ class HashRing:
 
     @property
     def weights(self) -> Mapping[str, float]:
-        """A read-only snapshot ``{node: weight}``."""
-        return MappingProxyType(dict(self._weights))
+        """A read-only snapshot ``{node: weight}`` (the same object until the next change)."""
+        return self._weights
 
     @property
     def vnodes(self) -> int:
@@ -274,7 +292,7 @@ class HashRing:
             if node in self._weights:
                 raise duplicate(_KIND, node)
             # Copy on write: readers iterate the old dict while we build the new state.
-            self._weights = {**self._weights, node: w}
+            self._weights = MappingProxyType({**self._weights, node: w})
             self._rebuild()
 
     def remove(self, node: str) -> None:
@@ -293,7 +311,7 @@ class HashRing:
         with self._lock:
             if node not in self._weights:
                 raise unknown(_KIND, node, self._weights)
-            self._weights = {n: w for n, w in self._weights.items() if n != node}
+            self._weights = MappingProxyType({n: w for n, w in self._weights.items() if n != node})
             self._points.pop(node, None)
             self._rebuild()
 
@@ -302,6 +320,11 @@ class HashRing:
 
     def __contains__(self, node: object) -> bool:
         return node in self._weights
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its options in the other process (locks and closures do not
+        # pickle); a custom hash must itself be picklable (a module-level function).
+        return (_rebuild, (dict(self._weights), self._vnodes, self._compat, self._custom))
 
     def __repr__(self) -> str:
         compat = f", compat={self._compat!r}" if self._compat else ""
@@ -332,10 +355,9 @@ class HashRing:
             pairs = deduped
         points_list = [p for p, _ in pairs]
         owners = [n for _, n in pairs]
-        distinct = len(set(owners))
         if owners:
             owners.append(owners[0])
-        self._lookup = (points_list, owners, distinct)
+        self._lookup = (points_list, owners, tuple(self._weights))
 
     def _ketama_points(self) -> list[tuple[int, str]]:
         # libketama / uhashring: a node gets floor(vnodes/4 * n * w / W) digests of
@@ -355,3 +377,15 @@ class HashRing:
                 for r in range(4):
                     ring[int.from_bytes(d[4 * r : 4 * r + 4], "little")] = node
         return sorted(ring.items())
+
+
+def _rebuild(
+    weights: dict[str, float],
+    vnodes: int,
+    compat: Literal["ketama"] | None,
+    fn: HashFunction | None,
+) -> HashRing:
+    ring = HashRing(weights or {"-": 1.0}, vnodes, compat=compat, hash=fn)
+    if not weights:
+        ring.remove("-")
+    return ring
