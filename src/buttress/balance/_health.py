@@ -55,8 +55,9 @@ class HttpCheck:
             ``x-envoy-immediate-health-check-fail``). Default ``"x-drain"``; ``None``
             to ignore.
         drain_on_503: treat ``503 Service Unavailable`` as an immediate fail. Default True.
-        client: an ``httpx.AsyncClient`` to use. Default: one created on first use and
-            closed by :meth:`aclose` (the balancer calls it on stop).
+        client: an ``httpx.AsyncClient`` to use. Default: one created on first use
+            (ignoring proxy settings from the environment) and closed by :meth:`aclose`
+            (the balancer calls it on stop).
 
     Raises:
         ConfigError: ``path`` does not start with ``/``.
@@ -92,7 +93,9 @@ class HttpCheck:
         import httpx
 
         if self._client is None:
-            self._client = httpx.AsyncClient()
+            # trust_env=False: a proxy from the environment must not answer for the
+            # endpoint; the check has to reach the endpoint itself.
+            self._client = httpx.AsyncClient(trust_env=False)
         host = endpoint.host if ":" not in endpoint.host else f"[{endpoint.host}]"
         port = "" if endpoint.port is None else f":{endpoint.port}"
         try:
