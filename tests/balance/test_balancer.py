@@ -653,3 +653,17 @@ async def test_added_endpoint_is_health_checked(clock: FakeClock) -> None:
         count = seen.count("a:1")
         await clock.sleep(3.0)
         assert seen.count("a:1") == count
+
+
+def test_zero_base_ejection_time_never_ejects(clock: FakeClock) -> None:
+    """base_ejection_time=0 means no ejection at all (zero means zero)."""
+    events: list[object] = []
+    b = make(
+        clock=clock,
+        events=events,
+        outlier=OutlierDetection(consecutive_failures=1, base_ejection_time=0),
+    )
+    for _ in range(10):
+        serve(b, clock, {}, fail=set(ADDRS))
+    assert not any(isinstance(e, EndpointEjected) for e in events)
+    assert b.stats().available == 3

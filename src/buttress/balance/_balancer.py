@@ -822,6 +822,9 @@ class Balancer:
     def _eject(self, s: _State, now: float, reason: str) -> list[Event]:
         od = self.outlier
         assert od is not None
+        if od.base_ejection_time <= 0.0:
+            s.consecutive = 0
+            return []  # ejection disabled: zero means zero
         states = self._states
         ejected = sum(1 for x in states if x.ejected)
         # At most max_ejection_percent of the endpoints, but one may always go (Envoy).
@@ -833,8 +836,6 @@ class Balancer:
             od.base_ejection_time * s.multiplier, max(od.base_ejection_time, od.max_ejection_time)
         )
         s.consecutive = 0
-        if seconds <= 0.0:
-            return []
         s.ejected = True
         s.ejected_until = now + seconds
         events: list[Event] = [EndpointEjected(self.name, s.address, reason, seconds, s.ejections)]
