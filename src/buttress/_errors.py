@@ -9,7 +9,8 @@ Every error of ours subclasses :class:`ButtressError`. The tree::
         │   ├── CircuitOpenError        the breaker is open or out of probe permits
         │   ├── BulkheadFullError       no slot and no room (or time) in the queue
         │   ├── RateLimitedError        a rate limit said no
-        │   └── OverloadedError         an adaptive limit is shedding load
+        │   ├── OverloadedError         an adaptive limit is shedding load
+        │   └── NoHealthyEndpointError  a balancer has no endpoint to send to
         ├── TimeoutError                (also the builtin TimeoutError) a Timeout fired
         │   └── DeadlineExceededError   the enclosing ``bt.deadline`` ran out
         ├── StoreError                  a shared store failed (Redis down, garbage reply)

@@ -35,6 +35,14 @@ from ._events import (
     add_listener,
     remove_listener,
 )
+from .balance._events import (
+    EndpointEjected,
+    EndpointHealthChanged,
+    EndpointRestored,
+    PanicEntered,
+    PanicExited,
+    PriorityLoadChanged,
+)
 from .supervise._events import (
     ChildExited,
     ChildRestarted,
@@ -55,12 +63,18 @@ __all__ = [
     "ChildRestarted",
     "ChildStarted",
     "ChildUnkillable",
+    "EndpointEjected",
+    "EndpointHealthChanged",
+    "EndpointRestored",
     "Event",
     "FallbackUsed",
     "FaultInjected",
     "HedgeLaunched",
     "LimitChanged",
     "Listener",
+    "PanicEntered",
+    "PanicExited",
+    "PriorityLoadChanged",
     "RetryGaveUp",
     "RetryScheduled",
     "StoreFellBack",
