@@ -17,7 +17,8 @@ async def test_protected_limit_rides_out_a_redis_outage(redis_server: RedisServe
     and returns to Redis once it is back; the real Redis itself is never touched."""
     client = redis.Redis.from_url(redis_server.url)
     before = client.info("server")["run_id"]
-    scenario = lab.get_scenario("redis-outage").scaled(1.2)
+    # 3 s per arm: the recovery phase (0.75 s) leaves room for a loaded machine
+    scenario = lab.get_scenario("redis-outage").scaled(3.0)
     config = lab.LabConfig(rate=100, seed=3, redis_url=redis_server.url)
     result = await lab.run_scenario(scenario, config)
     naked, protected = result.naked, result.protected
