@@ -105,6 +105,7 @@ class NatsTransport:
     async def connect(cls, servers: str | list[str], **options: Any) -> NatsTransport:
         """Connect to NATS (``nats.connect(servers)``) and build a transport that
         closes the connection in :meth:`close`. ``options`` go to the constructor.
+        The first connection fails fast; after it, the client reconnects for ever.
 
         Raises:
             BrokerUnavailableError: no server could be reached.
@@ -112,9 +113,14 @@ class NatsTransport:
         import nats
 
         try:
-            nc = await nats.connect(servers, max_reconnect_attempts=-1, connect_timeout=2)
+            # Fail fast when nothing answers at first; once connected, reconnect for
+            # ever (nats-py reads these options at each reconnect).
+            nc = await nats.connect(
+                servers, max_reconnect_attempts=1, reconnect_time_wait=0.5, connect_timeout=2
+            )
         except Exception as exc:
-            raise BrokerUnavailableError(f"cannot connect to NATS: {exc}") from exc
+            raise BrokerUnavailableError(f"cannot connect to NATS: {exc!r}") from exc
+        nc.options["max_reconnect_attempts"] = -1
         transport = cls(nc, **options)
         transport._owns_connection = True
         return transport
@@ -318,7 +324,10 @@ class NatsTransport:
             except (TimeoutError, Exception):
                 pass
         if self._owns_connection and not self._nc.is_closed:
-            await self._nc.close()
+            try:
+                await self._nc.close()
+            except Exception:  # the server is gone: nothing left to flush
+                pass
 
 
 class NatsSubscription:
