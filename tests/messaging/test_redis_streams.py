@@ -135,7 +135,8 @@ async def test_consumer_rides_out_a_broker_restart(
         server.kill()
         await until(lambda: len(recorder.of(ConsumerFetchFailed)) >= 2)
         server.start()  # empty: no persistence; the group is gone too
-        await until(lambda: consumer.stats().fetch_errors >= 1)
+        await transport.publish(name, b"after")
+        await until(lambda: seen == [b"before", b"after"])
     assert all(isinstance(e.error, ConnectionError) for e in recorder.of(ConsumerFetchFailed))
 
 

@@ -10,6 +10,9 @@ A subscription reads, in this order:
    before the next pass (no hot loop);
 3. new entries, ``XREADGROUP ... >`` with ``BLOCK``.
 
+A group the server lost (a restart without persistence) is created again, from the
+start of whatever the stream holds.
+
 Delivery counts come from the PEL (``XPENDING``). A retry with a delay is the entry's
 idle time set back (``XCLAIM IDLE``), so the claim pass picks it up after the delay;
 the delay is therefore capped at ``lease``. Lease extension is ``XCLAIM ... JUSTID`` to
@@ -488,9 +491,20 @@ class RedisSubscription:
                 block=block_ms if block_ms > 0 else None,
             )
         except Exception as exc:
+            if "NOGROUP" in str(exc):  # the server lost the group (restart without data)
+                await self._recreate_group()
+                return []
             self._t._raise(exc, f"fetching from {self.topic!r}")
         entries = reply[0][1] if reply else []
         return [_decode(self.topic, eid, f, 1) for eid, f in entries]
+
+    async def _recreate_group(self) -> None:
+        try:
+            await self._client.xgroup_create(self.key, self.group, id="0", mkstream=True)
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):
+                self._t._raise(exc, f"recreating group {self.group!r} on {self.topic!r}")
+        self._own_cursor, self._claim_cursor = None, "0-0"
 
     async def ack(self, message: Message) -> None:
         """``XACK``.
