@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random as _random
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ class Consumer:
         drain_timeout: float = 10.0,
         name: str | None = None,
         clock: Clock | None = None,
-        random: Any = None,
+        random: _random.Random | None = None,
         listeners: Iterable[Listener] = (),
     ) -> None:
         for method in ("publish", "subscribe"):
