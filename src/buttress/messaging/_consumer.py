@@ -336,18 +336,17 @@ class Consumer:
             raise
         finally:
             released = 0
-            if sub is not None:
-                released = await self._drain(sub)
-                await sub.close()
-            if keeper is not None:
-                keeper.cancel()
-                try:
-                    await keeper
-                except asyncio.CancelledError:
-                    pass
-            self._running = False
-            self._done.set()
-            self._emit(ConsumerStopped(self.name, self.topic, reason, released))
+            try:
+                if sub is not None:
+                    released = await self._drain(sub)
+                    await sub.close()
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+                    await asyncio.wait((keeper,))
+                self._running = False
+                self._done.set()
+                self._emit(ConsumerStopped(self.name, self.topic, reason, released))
 
     async def stop(self) -> None:
         """Stop fetching, drain (see the class docs) and return once ``run`` ended.
@@ -431,7 +430,12 @@ class Consumer:
         tasks = list(self._inflight)
         if not tasks:
             return 0
-        _done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+        try:
+            _done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+        except asyncio.CancelledError:  # told to hurry: give everything back now
+            for task in tasks:
+                task.cancel()
+            raise
         for task in pending:
             task.cancel()
         if pending:
@@ -454,7 +458,6 @@ class Consumer:
         except asyncio.CancelledError:
             if self._draining:
                 await self._release(sub, message)
-                return
             raise
         except Exception as exc:
             decision = on_failure(
