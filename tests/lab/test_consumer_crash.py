@@ -23,6 +23,7 @@ from ..servers import RedisServer
 
 
 def test_consumer_crash_is_registered() -> None:
+    """The lab knows consumer-crash; it needs nothing and hosts its own service."""
     assert lab.get_scenario("consumer-crash") is CONSUMER_CRASH
     assert CONSUMER_CRASH.host is not None and CONSUMER_CRASH.needs == ()
     assert CONSUMER_CRASH.quick == 2.0
@@ -56,6 +57,7 @@ def _arm(notes: dict[str, float]) -> ArmResult:
 
 
 def test_nothing_lost_reads_the_notes() -> None:
+    """nothing_lost() holds only when the protected arm lost 0 of a non-empty load."""
     check = nothing_lost()
     ok = check.test(_arm({"lost": 3}), _arm({"lost": 0, "published": 10}))
     assert ok[0] and "lost 0 of 10" in ok[1]
@@ -64,6 +66,7 @@ def test_nothing_lost_reads_the_notes() -> None:
 
 @pytest.mark.slow
 def test_protected_consumers_lose_nothing() -> None:
+    """Under random crashes the protected arm processes every message it published."""
     report = lab.run_lab([CONSUMER_CRASH], lab.LabConfig(duration=1.5, seed=7))
     result = report.scenarios[0]
     assert result.held, [c for c in result.checks if not c.held]
@@ -79,6 +82,7 @@ def test_protected_consumers_lose_nothing() -> None:
 
 @pytest.mark.slow
 def test_on_redis_streams(redis_server: RedisServer) -> None:
+    """With --redis the scenario runs on Redis Streams and still loses nothing."""
     config = lab.LabConfig(duration=1.0, seed=3, redis_url=redis_server.url)
     result = lab.run_lab([CONSUMER_CRASH], config).scenarios[0]
     assert result.protected.notes["lost"] == 0, result.protected.notes

@@ -35,6 +35,7 @@ async def _noop(msg: Message) -> None:
 
 
 async def test_backoff_delays_follow_the_strategy_on_the_fake_clock(clock: FakeClock) -> None:
+    """Failed deliveries come back after backoff.compute(deliveries): 1 s, 2 s, then the 3 s cap."""
     transport = MemoryTransport(clock=clock)
     name = topic()
     times: list[float] = []
@@ -63,6 +64,7 @@ async def test_backoff_delays_follow_the_strategy_on_the_fake_clock(clock: FakeC
 
 
 async def test_requeue_delay_and_lease_cap(clock: FakeClock, recorder) -> None:  # type: ignore[no-untyped-def]
+    """Requeue(delay=) sets the redelivery delay; a delay longer than the lease is capped at it."""
     transport = MemoryTransport(clock=clock)
     name = topic()
     times: list[float] = []
@@ -116,6 +118,7 @@ async def test_crashed_deliveries_count_toward_max(clock: FakeClock, recorder) -
 
 
 async def test_policy_wraps_the_handler() -> None:
+    """A pipeline wraps each handler call: a Timeout that fires is a failure, retried."""
     transport = MemoryTransport()
     name = topic()
     calls = 0
@@ -141,6 +144,7 @@ async def test_policy_wraps_the_handler() -> None:
 
 
 async def test_runs_as_a_supervisor_child(recorder) -> None:  # type: ignore[no-untyped-def]
+    """child_spec() runs the consumer under a Supervisor, which drains it on exit."""
     transport = MemoryTransport()
     name = topic()
     seen: list[bytes] = []
@@ -159,6 +163,7 @@ async def test_runs_as_a_supervisor_child(recorder) -> None:  # type: ignore[no-
 
 
 async def test_drain_lets_quick_handlers_finish() -> None:
+    """A handler that finishes within drain_timeout is acked, not released."""
     transport = MemoryTransport()
     name = topic()
     started = asyncio.Event()
@@ -178,6 +183,7 @@ async def test_drain_lets_quick_handlers_finish() -> None:
 
 
 async def test_dead_letter_none_drops() -> None:
+    """With dead_letter=None a given-up message is removed and copied nowhere."""
     transport = MemoryTransport()
     name = topic()
 
@@ -192,6 +198,7 @@ async def test_dead_letter_none_drops() -> None:
 
 
 async def test_run_twice_is_refused() -> None:
+    """One consumer runs once at a time."""
     transport = MemoryTransport()
     consumer = Consumer(transport, topic(), _noop)
     async with Running(consumer):
@@ -215,11 +222,13 @@ async def test_run_twice_is_refused() -> None:
     ],
 )
 def test_options_are_validated(option: str, value: object, text: str) -> None:
+    """Bad options raise ConfigError naming the option, its value and what is allowed."""
     with pytest.raises(bt.ConfigError, match=text.replace("{", r"\{").replace("}", r"\}")):
         Consumer(MemoryTransport(), "t", _noop, **{option: value})  # type: ignore[arg-type]
 
 
 def test_built_without_an_event_loop() -> None:
+    """A consumer (and its transport) can be built with no running event loop."""
     transport = MemoryTransport()
     consumer = Consumer(transport, "t", _noop)
     assert consumer.stats().received == 0 and not consumer.stats().running
@@ -241,6 +250,7 @@ def test_settlement_invariants(
     kind: str,
     seed: int,
 ) -> None:
+    """Reject and the last allowed delivery dead-letter; otherwise retry within [0, lease]."""
     error: BaseException = {
         "error": ValueError("x"),
         "requeue": Requeue(),

@@ -51,6 +51,7 @@ async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
 
 
 async def test_publish_consume_ack(transport: Transport) -> None:
+    """Messages arrive in order with their ids, keys, headers and a delivery count of 1."""
     name = topic()
     seen: list[Message] = []
 
@@ -72,6 +73,7 @@ async def test_publish_consume_ack(transport: Transport) -> None:
 
 
 async def test_failure_is_retried_then_handled(transport: Transport) -> None:
+    """A failing handler's message is redelivered (counting up) until it succeeds."""
     name = topic()
     calls: list[int] = []
 
@@ -91,6 +93,7 @@ async def test_failure_is_retried_then_handled(transport: Transport) -> None:
 
 
 async def test_poison_goes_to_dead_letter_after_max_deliveries(transport: Transport) -> None:
+    """A message failing every time goes to the DLQ after max_deliveries, with its headers."""
     name = topic()
     calls = 0
 
@@ -128,6 +131,7 @@ async def test_poison_goes_to_dead_letter_after_max_deliveries(transport: Transp
 
 
 async def test_reject_dead_letters_at_once(transport: Transport) -> None:
+    """Reject sends the message to the DLQ on its first delivery, with the reason."""
     name = topic()
 
     async def handle(msg: Message) -> None:
@@ -167,6 +171,7 @@ async def test_abandoned_message_is_redelivered_with_count(transport: Transport)
 
 
 async def test_fan_out_and_work_queue(transport: Transport) -> None:
+    """Consumers of one group share the messages; another group gets every message."""
     name = topic()
     n = 20
     for i in range(n):
@@ -192,6 +197,7 @@ async def test_fan_out_and_work_queue(transport: Transport) -> None:
 
 
 async def test_request_reply_and_timeout(transport: Transport) -> None:
+    """request() gets the handler's bytes back; with no responder it times out."""
     name = topic()
 
     async def handle(msg: Message) -> bytes:
@@ -205,6 +211,7 @@ async def test_request_reply_and_timeout(transport: Transport) -> None:
 
 
 async def test_drain_never_acks_unfinished(transport: Transport) -> None:
+    """stop() gives an unfinished message back unacked; the next consumer gets it."""
     name = topic()
     started = asyncio.Event()
     finished: list[str] = []
@@ -256,6 +263,7 @@ async def test_lease_is_extended_for_a_long_handler(transport: Transport) -> Non
 
 
 async def test_concurrency_limit(transport: Transport) -> None:
+    """No more than `concurrency` handlers run at once."""
     name = topic()
     running = peak = done = 0
 

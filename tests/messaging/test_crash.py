@@ -48,6 +48,7 @@ async def _wait_lines(path: Path, count: int, limit: float = 20.0) -> None:
 async def test_kill_9_mid_batch_loses_nothing(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    """A worker killed mid-batch and restarted processes every message; duplicates are few."""
     name = topic()
     if kind == "redis":
         import redis.asyncio as redis

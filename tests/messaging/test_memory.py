@@ -10,12 +10,14 @@ from buttress.testing import FakeClock
 
 
 def test_message_key_defaults_to_id() -> None:
+    """Message.key falls back to the id; reply_to reads the Reply-To header."""
     assert Message("7", "t", b"x").key == "7"
     assert Message("7", "t", b"x", key="k").key == "k"
     assert Message("7", "t", b"x", headers={"Reply-To": "r"}).reply_to == "r"
 
 
 async def test_max_len_drops_the_oldest_even_pending() -> None:
+    """max_len keeps the newest messages, as Redis MAXLEN does."""
     transport = MemoryTransport(max_len=3)
     sub = await transport.subscribe("t", group="g", consumer="c", lease=1.0)
     for i in range(5):
@@ -26,6 +28,7 @@ async def test_max_len_drops_the_oldest_even_pending() -> None:
 
 
 async def test_start_latest_skips_history() -> None:
+    """A group created with start='latest' sees only later messages."""
     transport = MemoryTransport(start="latest")
     await transport.publish("t", b"old")
     sub = await transport.subscribe("t", group="g", consumer="c")
@@ -34,6 +37,7 @@ async def test_start_latest_skips_history() -> None:
 
 
 async def test_lease_expiry_redelivers_in_virtual_time(clock: FakeClock) -> None:
+    """An unacked message goes to another consumer when its (renewed) lease runs out."""
     transport = MemoryTransport(clock=clock)
     await transport.publish("t", b"x")
     a = await transport.subscribe("t", group="g", consumer="a", lease=5.0)
@@ -52,6 +56,7 @@ async def test_lease_expiry_redelivers_in_virtual_time(clock: FakeClock) -> None
 
 
 async def test_closed_transport_refuses() -> None:
+    """A closed transport raises BrokerError."""
     transport = MemoryTransport()
     await transport.close()
     with pytest.raises(BrokerError, match="closed"):
@@ -59,6 +64,7 @@ async def test_closed_transport_refuses() -> None:
 
 
 def test_options_are_validated() -> None:
+    """Bad options raise ConfigError naming the option, its value and what is allowed."""
     with pytest.raises(bt.ConfigError, match="max_len must be an int >= 1, got 0"):
         MemoryTransport(max_len=0)
     with pytest.raises(bt.ConfigError, match="start must be one of"):

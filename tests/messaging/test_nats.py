@@ -15,6 +15,7 @@ from ._helpers import Running, topic, until
 
 
 async def test_msg_id_is_deduplicated_by_jetstream(nats_server: NatsServer) -> None:
+    """A repeated msg_id is dropped by JetStream and returns the first sequence."""
     transport = await NatsTransport.connect(nats_server.url)
     name = topic()
     first = await transport.publish(name, b"x", msg_id="once")
@@ -34,6 +35,7 @@ async def test_msg_id_is_deduplicated_by_jetstream(nats_server: NatsServer) -> N
 
 
 async def test_concurrent_publishes_are_pipelined(nats_server: NatsServer) -> None:
+    """Concurrent publishes beyond max_pending_acks all complete, each with its own sequence."""
     transport = await NatsTransport.connect(nats_server.url, max_pending_acks=8)
     name = topic()
     ids = await asyncio.gather(*(transport.publish(name, b"x") for _ in range(200)))
@@ -42,12 +44,14 @@ async def test_concurrent_publishes_are_pipelined(nats_server: NatsServer) -> No
 
 
 async def test_unreachable_broker_is_a_connection_error() -> None:
+    """No broker: BrokerUnavailableError, a builtin ConnectionError."""
     with pytest.raises(ConnectionError) as info:
         await NatsTransport.connect(f"nats://127.0.0.1:{free_port()}")
     assert isinstance(info.value, BrokerUnavailableError)
 
 
 async def test_publish_while_broker_down_is_a_connection_error(nats_factory) -> None:  # type: ignore[no-untyped-def]
+    """A publish with no PubAck (server killed) raises a ConnectionError."""
     server = nats_factory()
     transport = await NatsTransport.connect(server.url, ack_timeout=0.5)
     await transport.publish("t1", b"x")
@@ -58,6 +62,8 @@ async def test_publish_while_broker_down_is_a_connection_error(nats_factory) -> 
 
 
 def test_options_are_validated() -> None:
+    """Bad options raise ConfigError naming the option, its value and what is allowed."""
+
     class FakeClient:
         def jetstream(self) -> None:
             return None

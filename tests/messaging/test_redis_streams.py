@@ -23,6 +23,7 @@ from ._helpers import Running, topic, until
 
 
 async def test_features_on_this_server(redis_client: redis.Redis) -> None:
+    """features() reads the server version; Redis 7 has XAUTOCLAIM and none of the 8.x features."""
     features = await RedisStreamsTransport(redis_client).features()
     assert features.version >= (6, 2)
     assert features.xautoclaim
@@ -66,6 +67,7 @@ async def test_claim_fallback_without_xautoclaim(redis_client: redis.Redis) -> N
 
 
 async def test_no_hot_loop_when_idle(redis_factory: Callable[[], RedisServer]) -> None:
+    """An idle consumer sends a handful of commands per second (INFO commandstats), not a stream."""
     server = redis_factory()
     client = redis.Redis.from_url(server.url)
     transport = RedisStreamsTransport(client)
@@ -87,6 +89,7 @@ async def _noop(msg: Message) -> None:
 
 
 async def test_retention_trims(redis_client: redis.Redis) -> None:
+    """max_len trims the stream on publish (approximately)."""
     transport = RedisStreamsTransport(redis_client, max_len=100)
     name = topic()
     for i in range(1000):
@@ -95,6 +98,7 @@ async def test_retention_trims(redis_client: redis.Redis) -> None:
 
 
 async def test_max_age_trims(redis_client: redis.Redis) -> None:
+    """max_age trims entries older than it on publish (approximately)."""
     transport = RedisStreamsTransport(redis_client, max_age=0.05)
     name = topic()
     for i in range(200):
@@ -106,6 +110,7 @@ async def test_max_age_trims(redis_client: redis.Redis) -> None:
 
 
 async def test_unreachable_broker_is_a_connection_error() -> None:
+    """No broker: BrokerUnavailableError, a builtin ConnectionError."""
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
@@ -120,6 +125,7 @@ async def test_unreachable_broker_is_a_connection_error() -> None:
 async def test_consumer_rides_out_a_broker_restart(
     redis_factory: Callable[[], RedisServer], recorder
 ) -> None:  # type: ignore[no-untyped-def]
+    """Fetch failures while Redis is down are reported; after it returns, consuming resumes."""
     server = redis_factory()
     transport = RedisStreamsTransport(redis.Redis.from_url(server.url, socket_connect_timeout=0.2))
     name = topic()
@@ -149,10 +155,12 @@ async def test_consumer_rides_out_a_broker_restart(
     ],
 )
 def test_options_are_validated(kwargs: dict[str, object], text: str) -> None:
+    """Bad options raise ConfigError naming the option, its value and what is allowed."""
     with pytest.raises(bt.ConfigError, match=text):
         RedisStreamsTransport(redis.Redis(), **kwargs)  # type: ignore[arg-type]
 
 
 def test_decode_responses_is_refused() -> None:
+    """A client decoding replies to str cannot carry bytes bodies: refused."""
     with pytest.raises(bt.ConfigError, match="decode_responses=False"):
         RedisStreamsTransport(redis.Redis(decode_responses=True))
