@@ -175,6 +175,16 @@ class NatsServer:
             self.process.kill()
             self.process.wait(5)
 
+    def pause(self) -> None:
+        """SIGSTOP: the server stops answering; connections stay open (calls hang)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop for good and remove the store directory."""
         if self.process is not None and self.process.poll() is None:
