@@ -6,8 +6,8 @@ every one of them. Per-message time = iteration time / ``BATCH``; messages/s is 
 inverse. Each broker is a private server on a free loopback port, started by the suite.
 
 Contenders per broker: the buttress ``Consumer`` on its transport (batched fetch,
-concurrency 16), a naive loop with the same client (fetch a batch, handle, ack each,
-no leases / retries / dead-lettering), and FastStream's subscriber where it has a
+``concurrency = prefetch = FETCH``), a naive loop with the same client (fetch a batch,
+handle, ack each; no leases / retries / dead-lettering), and FastStream's subscriber where it has a
 comparable one (Redis ``StreamSub`` with a consumer group; NATS JetStream pull
 subscriber), all with a trivial handler.
 """
@@ -139,7 +139,7 @@ class _BtRedis(_Flow):
 
         consumer = Consumer(
             self.transport, self.topic, handle, group="g", consumer="c1",
-            concurrency=16, prefetch=FETCH, lease=30.0,
+            concurrency=FETCH, prefetch=FETCH, lease=30.0,
         )  # fmt: skip
         self.task = asyncio.ensure_future(consumer.run())
 
@@ -218,7 +218,7 @@ class _BtNats(_Flow):
             self.seen()
 
         consumer = Consumer(
-            self.transport, self.topic, handle, group="g", concurrency=16, prefetch=FETCH,
+            self.transport, self.topic, handle, group="g", concurrency=FETCH, prefetch=FETCH,
             lease=30.0,
         )  # fmt: skip
         self.task = asyncio.ensure_future(consumer.run())
@@ -351,13 +351,13 @@ def suites() -> list[Suite]:
     redis_server, nats_server = RedisServer(), _NatsServer()
     redis_flows: list[tuple[str, str, str, _Flow, str]] = [
         ("bt", "buttress `Consumer` on `RedisStreamsTransport`", "buttress",
-         _BtRedis(redis_server), f"Consumer(t, topic, h, concurrency=16, prefetch={FETCH})"),
+         _BtRedis(redis_server), f"Consumer(t, topic, h, concurrency={FETCH}, prefetch={FETCH})"),
         ("naive", "naive XREADGROUP / XACK loop (redis-py)", "redis-py",
          _NaiveRedis(redis_server), f"xreadgroup(count={FETCH}, block=1000); xack each"),
     ]  # fmt: skip
     nats_flows: list[tuple[str, str, str, _Flow, str]] = [
         ("bt", "buttress `Consumer` on `NatsTransport`", "buttress",
-         _BtNats(nats_server), f"Consumer(t, topic, h, concurrency=16, prefetch={FETCH})"),
+         _BtNats(nats_server), f"Consumer(t, topic, h, concurrency={FETCH}, prefetch={FETCH})"),
         ("naive", "naive pull fetch / ack loop (nats-py)", "nats-py",
          _NaiveNats(nats_server), f"psub.fetch({FETCH}); msg.ack() each; js.publish"),
     ]  # fmt: skip

@@ -370,10 +370,13 @@ class Consumer:
 
     async def _loop(self, sub: Subscription) -> None:
         failures = 0
+        low_water = max(1, min(self.prefetch, self.concurrency) // 2)
         assert self._slot is not None
         while not self._stopping:
             free = self.concurrency - len(self._inflight)
-            if free <= 0:
+            # Refill in batches: while handlers run, wait until half the batch size is
+            # free rather than fetching one message per finished handler.
+            if free <= 0 or (self._inflight and free < low_water):
                 self._slot.clear()
                 await self._slot.wait()
                 continue

@@ -221,7 +221,8 @@ class NatsTransport:
             future = await self.js.publish_async(
                 topic, bytes(body), wait_stall=self.ack_timeout, headers=hdrs or None
             )
-            ack = await asyncio.wait_for(future, self.ack_timeout)
+            async with asyncio.timeout(self.ack_timeout):
+                ack = await future
         except asyncio.CancelledError:
             raise
         except Exception as exc:
