@@ -111,7 +111,9 @@ class Consumer:
             once); default ``"<hostname>-<pid>"``.
         concurrency: the most handlers running at once (``>= 1``). Default 1.
         prefetch: the most messages fetched in one call (``>= 1``); ``None`` (default)
-            uses ``concurrency``. Never more than the free handler slots.
+            uses ``concurrency``. Never more than the free handler slots; while
+            handlers run, the next fetch waits until half of
+            ``min(prefetch, concurrency)`` slots are free, so fetches stay batched.
         policy: a buttress policy or ``bt.pipeline(...)`` wrapping every handler call
             (timeout, breaker, rate limit, retry...). Default ``None``.
         max_deliveries: deliveries before giving up (``>= 1``); ``None`` retries for
