@@ -234,7 +234,9 @@ class NatsTransport:
     ) -> NatsSubscription:
         """Bind to (creating if needed) the durable pull consumer ``group`` with
         ``ack_wait = lease``, explicit acks and unlimited deliveries (the buttress
-        consumer decides when to give up). ``consumer`` names nothing on the server.
+        consumer decides when to give up). ``consumer`` names nothing on the server
+        (consumers of a durable are anonymous); an existing durable keeps its own
+        configuration.
 
         Raises:
             BrokerUnavailableError, BrokerError: the broker failed.
@@ -242,6 +244,8 @@ class NatsTransport:
         """
         if not isinstance(group, str) or not group or _NAME_CHARS.search(group):
             raise v.fail("group", "a non-empty str of letters, digits, '_' and '-'", group)
+        if not isinstance(consumer, str) or not consumer:
+            raise v.fail("consumer", "a non-empty str", consumer)
         lease_s = v.seconds("lease", lease, allow_zero=False)
         stream = await self.ensure_stream(topic)
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
