@@ -57,6 +57,7 @@ from ._results import ArmResult, LabReport, ScenarioResult, Summary, percentile
 from ._runner import LabConfig, run_lab, run_lab_async, run_scenario
 from ._scenarios import FLAKY, LATENCY_TAIL, OUTAGE, RETRYABLE
 from ._scenarios_balance import REPLICAS_SCENARIO  # noqa: F401 - registers "replicas"
+from ._scenarios_messaging import CONSUMER_CRASH  # noqa: F401 - registers "consumer-crash"
 from ._scenarios_overload import OVERLOAD  # noqa: F401 - registers "overload"
 from ._scenarios_redis import REDIS_OUTAGE  # noqa: F401 - registers "redis-outage"
 from ._scenarios_shared import SHARED_LIMIT  # noqa: F401 - registers "shared-limit"

@@ -1,0 +1,89 @@
+"""The consumer-crash scenario: naive ack-on-receive consumers vs buttress Consumers,
+both crashing at random under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from buttress import lab
+from buttress.lab._hosting import HostContext
+from buttress.lab._results import ArmResult
+from buttress.lab._scenarios_messaging import (
+    CONSUMER_CRASH,
+    ConsumerCrashService,
+    nothing_lost,
+)
+from buttress.messaging import MemoryTransport
+
+from ..servers import RedisServer
+
+
+def test_consumer_crash_is_registered() -> None:
+    """The lab knows consumer-crash; it needs nothing and hosts its own service."""
+    assert lab.get_scenario("consumer-crash") is CONSUMER_CRASH
+    assert CONSUMER_CRASH.host is not None and CONSUMER_CRASH.needs == ()
+    assert CONSUMER_CRASH.quick == 2.0
+
+
+async def test_effects_are_applied_once() -> None:
+    """A redelivered message whose effect was applied is absorbed, not applied twice."""
+    service = ConsumerCrashService(
+        HostContext("protected", random.Random(1), 1.0), MemoryTransport(), "t"
+    )
+    runs = 0
+
+    async def call() -> str:
+        nonlocal runs
+        runs += 1
+        return "ok"
+
+    serving = asyncio.ensure_future(service.serve(call))
+    await asyncio.sleep(0)
+    (key,) = service.calls
+    await service.effect(key)
+    await service.effect(key)
+    assert await serving == "ok"
+    assert runs == 1 and service.duplicates == 1
+    assert service.notes()["processed"] == 1
+
+
+def _arm(notes: dict[str, float]) -> ArmResult:
+    stats = lab.UpstreamStats(0, 0, 0, 0, 0, 0, 0)
+    return lab.ArmResult("arm", (), stats, (), 1.0, notes=notes)
+
+
+def test_nothing_lost_reads_the_notes() -> None:
+    """nothing_lost() holds only when the protected arm lost 0 of a non-empty load."""
+    check = nothing_lost()
+    ok = check.test(_arm({"lost": 3}), _arm({"lost": 0, "published": 10}))
+    assert ok[0] and "lost 0 of 10" in ok[1]
+    assert not check.test(_arm({}), _arm({"lost": 1, "published": 10}))[0]
+
+
+@pytest.mark.slow
+def test_protected_consumers_lose_nothing() -> None:
+    """Under random crashes the protected arm processes every message it published."""
+    report = lab.run_lab([CONSUMER_CRASH], lab.LabConfig(duration=1.5, seed=7))
+    result = report.scenarios[0]
+    assert result.held, [c for c in result.checks if not c.held]
+    protected, naked = result.protected.notes, result.naked.notes
+    assert protected["lost"] == 0 and protected["crashes"] >= 1
+    assert protected["processed"] == protected["published"] > 0
+    assert naked["crashes"] >= 1
+    text = lab.render(report)
+    assert "duplicates_absorbed" in text
+    data = json.loads(json.dumps(report.to_dict(samples=False)))
+    assert data["scenarios"][0]["arms"]["protected"]["notes"]["lost"] == 0
+
+
+@pytest.mark.slow
+def test_on_redis_streams(redis_server: RedisServer) -> None:
+    """With --redis the scenario runs on Redis Streams and still loses nothing."""
+    config = lab.LabConfig(duration=1.0, seed=3, redis_url=redis_server.url)
+    result = lab.run_lab([CONSUMER_CRASH], config).scenarios[0]
+    assert result.protected.notes["lost"] == 0, result.protected.notes
+    assert result.held
