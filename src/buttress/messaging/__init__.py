@@ -14,6 +14,24 @@ The exactly-once helpers work with any :class:`Publisher` (a transport whose
   ``docs/idempotency-keys.md``.
 """
 
+from ._forward import (
+    ForwardBuffered,
+    ForwardBufferFullError,
+    ForwardDrained,
+    ForwardDropped,
+    ForwardFailed,
+    ForwardStats,
+    StoreAndForward,
+)
+from ._idempotency import (
+    Begin,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    PostgresIdempotencyStore,
+    RedisIdempotencyStore,
+    SavedResponse,
+    SQLiteIdempotencyStore,
+)
 from ._inbox import InboxBusyError, InboxDuplicate, PostgresInbox, RedisInbox, SQLiteInbox
 from ._outbox import (
     OutboxLag,
@@ -27,17 +45,31 @@ from ._outbox import (
 from ._publisher import Publisher
 
 __all__ = [
+    "Begin",
+    "ForwardBufferFullError",
+    "ForwardBuffered",
+    "ForwardDrained",
+    "ForwardDropped",
+    "ForwardFailed",
+    "ForwardStats",
+    "IdempotencyStore",
     "InboxBusyError",
     "InboxDuplicate",
+    "MemoryIdempotencyStore",
     "OutboxLag",
     "OutboxPublishFailed",
     "OutboxPublished",
     "OutboxRelay",
     "OutboxStats",
+    "PostgresIdempotencyStore",
     "PostgresInbox",
     "PostgresOutbox",
     "Publisher",
+    "RedisIdempotencyStore",
     "RedisInbox",
+    "SQLiteIdempotencyStore",
     "SQLiteInbox",
     "SQLiteOutbox",
+    "SavedResponse",
+    "StoreAndForward",
 ]
