@@ -15,7 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PostgresServer", "RedisServer", "free_port", "postgres_bindir", "redis_binary"]
+__all__ = [
+    "NatsServer",
+    "PostgresServer",
+    "RedisServer",
+    "free_port",
+    "nats_binary",
+    "postgres_bindir",
+    "redis_binary",
+]
 
 
 def redis_binary() -> str:
@@ -113,6 +121,81 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def nats_binary() -> str:
+    """The nats-server binary; scripts/test installs it, so its absence is a failure."""
+    found = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None
+    )
+    if found is None:
+        raise RuntimeError(
+            "nats-server is not installed; install the nats-server package "
+            "(Debian: apt-get install nats-server)"
+        )
+    return found
+
+
+class NatsServer:
+    """A nats-server with JetStream (``-js``) on a free loopback port, its store in a
+    temporary directory kept across restarts (so streams survive ``kill`` + ``start``)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="buttress-nats-"))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start (or restart) on the same port and store; wait until it answers."""
+        self.process = subprocess.Popen(
+            [
+                nats_binary(),
+                "-js",
+                "-a", "127.0.0.1",
+                "-p", str(self.port),
+                "-sd", str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
+            if self._ping():
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"nats-server did not answer on port {self.port}")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                return sock.recv(4096).startswith(b"INFO")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, connections drop."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        """Stop for good and remove the store directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def postgres_bindir() -> Path:
     """The PostgreSQL server binaries (initdb, postgres, pg_ctl); absence is a failure."""
     # Debian keeps the server binaries off PATH (/usr/bin has only wrappers).
@@ -179,8 +262,8 @@ class PostgresServer:
     def start(self) -> None:
         """Start (or restart) the server and wait until it accepts connections."""
         self.process = subprocess.Popen(
-            self._prefix()
-            + [
+            [
+                *self._prefix(),
                 str(self.bindir / "postgres"),
                 "-D", str(self.data),
                 "-p", str(self.port),
@@ -215,8 +298,15 @@ class PostgresServer:
         if self.process is not None and self.process.poll() is None:
             # runuser does not forward signals to the server, so ask pg_ctl.
             subprocess.run(
-                self._prefix()
-                + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                [
+                    *self._prefix(),
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],  # noqa: E501
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 check=False,
