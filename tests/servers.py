@@ -306,7 +306,7 @@ class PostgresServer:
                     "-m",
                     "immediate",
                     "stop",
-                ],  # noqa: E501
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 check=False,

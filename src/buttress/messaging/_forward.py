@@ -145,9 +145,10 @@ class StoreAndForward:
     Args:
         publisher: the :class:`~buttress.messaging.Publisher` to wrap.
         path: the buffer's SQLite file (created if missing); one producer per file.
-        on: the exception types meaning "broker unreachable" (no catch-all default:
-            e.g. ``(ConnectionError, OSError, TimeoutError, redis.ConnectionError)``).
-            Other errors propagate from ``publish`` and do not buffer.
+        on: the exception types meaning "broker unreachable". Default
+            ``(ConnectionError, TimeoutError, OSError)`` — the buttress transports raise
+            ``BrokerUnavailableError``, a ``ConnectionError``. Other errors (a refused
+            message, a bad topic) propagate from ``publish`` and are not buffered.
         max_messages: the most messages the buffer holds. Default 100 000.
         when_full: ``"reject"`` (default) or ``"drop_oldest"``.
         backoff: waits between failed forwarding tries. Default
@@ -165,8 +166,7 @@ class StoreAndForward:
 
     Example::
 
-        producer = StoreAndForward(transport, "/var/lib/app/outgoing.db",
-                                   on=(redis.ConnectionError, OSError))
+        producer = StoreAndForward(transport, "/var/lib/app/outgoing.db")
         async with producer:
             await producer.publish("events", b"...")
     """
@@ -176,7 +176,11 @@ class StoreAndForward:
         publisher: Publisher,
         path: str | Any,
         *,
-        on: type[BaseException] | tuple[type[BaseException], ...],
+        on: type[BaseException] | tuple[type[BaseException], ...] = (
+            ConnectionError,
+            TimeoutError,
+            OSError,
+        ),
         max_messages: int = 100_000,
         when_full: Literal["reject", "drop_oldest"] = "reject",
         backoff: Backoff | None = None,
