@@ -4,6 +4,7 @@ ordered per key, recovered after a crash, backing off while the broker is down."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sqlite3
@@ -119,11 +120,10 @@ async def test_two_postgres_relays_never_double_publish_and_keep_key_order(
 
     outbox = PostgresOutbox(pg, table=table)
     await outbox.create_table()
-    async with await psycopg.AsyncConnection.connect(pg) as conn:
-        async with conn.transaction():
-            for i in range(300):
-                key = f"k{i % 6}"
-                await outbox.add(conn, "orders", f"{key}:{i}".encode(), key=key, msg_id=f"m{i}")
+    async with await psycopg.AsyncConnection.connect(pg) as conn, conn.transaction():
+        for i in range(300):
+            key = f"k{i % 6}"
+            await outbox.add(conn, "orders", f"{key}:{i}".encode(), key=key, msg_id=f"m{i}")
     relays = [
         outbox.relay(redis_publisher, batch=10, poll_min=0.001, poll_max=0.01) for _ in range(3)
     ]
@@ -164,16 +164,16 @@ async def test_relay_killed_mid_batch_rows_recovered_after_lease(
     _fill(db, outbox, 8, keys=0)
     script = tmp_path / "dead_relay.py"
     script.write_text(_DEAD_RELAY)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), db], stdout=subprocess.PIPE, env=dict(os.environ)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), db, stdout=subprocess.PIPE, env=dict(os.environ)
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
         assert line.strip() == b"claimed"
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.wait(5)
+        await proc.wait()
     with sqlite3.connect(db) as conn:
         leased = conn.execute(
             "SELECT COUNT(*) FROM buttress_outbox WHERE lease_owner = 'doomed'"
@@ -254,9 +254,8 @@ async def test_postgres_relay_wakes_on_notify(
     relay = outbox.relay(memory_publisher, poll_min=30, poll_max=30)
     relay.start()
     await asyncio.sleep(0.2)  # idle, listening
-    async with await psycopg.AsyncConnection.connect(pg) as conn:
-        async with conn.transaction():
-            await outbox.add(conn, "orders", b"hello")
+    async with await psycopg.AsyncConnection.connect(pg) as conn, conn.transaction():
+        await outbox.add(conn, "orders", b"hello")
     await _until(lambda: len(memory_publisher.sent) == 1, limit=5)
     await relay.stop()
 
@@ -279,7 +278,7 @@ async def test_idle_polling_backs_off(db: str, memory_publisher: Recording) -> N
     relay.start()
     await _until(lambda: len(claims) >= 7)
     await relay.stop()
-    gaps = [round(b - a) for a, b in zip(claims, claims[1:], strict=False)][:6]
+    gaps = [round(b - a) for a, b in itertools.pairwise(claims)][:6]
     assert gaps == [1, 2, 4, 8, 8, 8]
 
 
