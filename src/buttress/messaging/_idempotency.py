@@ -420,14 +420,24 @@ class PostgresIdempotencyStore:
         self._now: Callable[[], float] = time.time if now is None else now
         self._pool = _PgPool(self.conninfo, self.pool_size)
         self._ready = False
+        self._setup: asyncio.Lock | None = None
+
+    async def _ensure_table(self, conn: Any) -> None:
+        # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
+        # catalog; one creator per store object avoids that for the common case.
+        if self._setup is None:
+            self._setup = asyncio.Lock()
+        async with self._setup:
+            if not self._ready:
+                await conn.execute(_PG_DDL.format(t=self.table))
+                self._ready = True
 
     async def _run(self, fn: Callable[[Any], Any]) -> Any:
         conn = await self._pool.acquire()
         broken = True
         try:
             if not self._ready:
-                await conn.execute(_PG_DDL.format(t=self.table))
-                self._ready = True
+                await self._ensure_table(conn)
             async with conn.transaction():
                 result = await fn(conn)
             broken = False
