@@ -275,8 +275,7 @@ class StoreAndForward:
                 async with asyncio.timeout(self.drain_timeout):
                     await asyncio.shield(forwarder)
             forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forwarder
+            await asyncio.wait((forwarder,))
         self._forwarder = None
         await asyncio.to_thread(self._runner.close)
         self._buffered = None

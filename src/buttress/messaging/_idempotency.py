@@ -434,16 +434,13 @@ class PostgresIdempotencyStore:
 
     async def _run(self, fn: Callable[[Any], Any]) -> Any:
         conn = await self._pool.acquire()
-        broken = True
         try:
             if not self._ready:
                 await self._ensure_table(conn)
             async with conn.transaction():
-                result = await fn(conn)
-            broken = False
-            return result
+                return await fn(conn)
         finally:
-            self._pool.release(conn, broken=broken)
+            self._pool.release(conn)
 
     async def begin(self, key: str, fingerprint: str, *, lock_ttl: float, ttl: float) -> Begin:
         """See :meth:`IdempotencyStore.begin`."""

@@ -579,13 +579,11 @@ class PostgresInbox(_SQLInboxBase):
 
     async def _with_conn(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         conn = await self._pool.acquire()
-        broken = True
         try:
-            result = await fn(conn)
-            broken = False
-            return result
+            return await fn(conn)
         finally:
-            self._pool.release(conn, broken=broken)
+            # release() discards a connection left closed or mid-transaction.
+            self._pool.release(conn)
 
     async def create_table(self) -> None:
         """Create the inbox table and index if missing."""

@@ -536,9 +536,9 @@ class _PgBackend:
         finally:
             for task in (notify, other):
                 task.cancel()
-            with contextlib.suppress(BaseException):
-                await notify
-            if notify.done() and not notify.cancelled() and notify.exception() is not None:
+            # asyncio.wait, not await: our own cancellation must still propagate.
+            await asyncio.wait((notify,))
+            if not notify.cancelled() and notify.exception() is not None:
                 await self._drop_listen()
 
     async def _drop_listen(self) -> None:
@@ -692,8 +692,7 @@ class OutboxRelay:
                 await asyncio.shield(task)
         except TimeoutError:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait((task,))
 
     async def __aenter__(self) -> OutboxRelay:
         self.start()
