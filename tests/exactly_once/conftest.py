@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from buttress.messaging import MemoryTransport, RedisStreamsTransport
 
-from ..servers import PostgresServer, RedisServer
+from ..servers import NatsServer, PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,23 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_factory() -> Iterator[Callable[[], NatsServer]]:
+    """Private nats-servers (JetStream) a test may kill and restart."""
+    servers: list[NatsServer] = []
+
+    def start() -> NatsServer:
+        server = NatsServer()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture
@@ -59,7 +77,7 @@ class Recording:
     """A publisher over a real transport that records what it confirmed, in order,
     and can be told to fail (the broker refusing) for the next ``fail`` calls."""
 
-    def __init__(self, inner: MemoryTransport | RedisStreamsTransport) -> None:
+    def __init__(self, inner: MemoryTransport | RedisStreamsTransport | Any) -> None:
         self.inner = inner
         self.sent: list[tuple[str, str, bytes]] = []
         self.fail = 0
