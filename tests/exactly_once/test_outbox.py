@@ -333,3 +333,30 @@ def test_add_validates_arguments(db: str) -> None:
         outbox.add(conn, "t", b"x", headers={"a": 1})  # type: ignore[dict-item]
     conn.close()
     assert isinstance(OutboxRelay, type)
+
+
+async def test_postgres_add_sync_in_a_sync_transaction(
+    pg: str, table: str, memory_publisher: Recording
+) -> None:
+    """add_sync() on a sync psycopg connection: rolled back → nothing; committed → sent."""
+    import psycopg
+
+    outbox = PostgresOutbox(pg, table=table)
+    await outbox.create_table()
+
+    def write() -> None:
+        with psycopg.connect(pg) as conn:
+            try:
+                with conn.transaction():
+                    outbox.add_sync(conn, "orders", b"lost")
+                    raise RuntimeError("rolled back")
+            except RuntimeError:
+                pass
+            with conn.transaction():
+                outbox.add_sync(conn, "orders", b"kept", key="k")
+
+    await asyncio.to_thread(write)
+    relay = outbox.relay(memory_publisher)
+    relay.start()
+    await relay.stop()
+    assert [b for _, _, b in memory_publisher.sent] == [b"kept"]

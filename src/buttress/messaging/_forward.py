@@ -112,6 +112,11 @@ class ForwardStats:
         direct: messages sent straight to the broker since start.
         dropped: messages dropped by ``when_full="drop_oldest"``.
         forwarding: the background forwarder is running.
+
+    Example::
+
+        if producer.stats().buffered:
+            log.warning("broker unreachable: %d messages on disk", producer.stats().buffered)
     """
 
     buffered: int

@@ -47,7 +47,13 @@ BeginState = Literal["started", "in_progress", "mismatch", "completed"]
 
 @dataclass(frozen=True, slots=True)
 class SavedResponse:
-    """A response kept for replay: status, raw header pairs and the whole body."""
+    """A response kept for replay: status, raw header pairs and the whole body.
+
+    Example::
+
+        saved = SavedResponse(201, ((b"content-type", b"application/json"),), b"{}")
+        assert SavedResponse.loads(saved.dumps()) == saved
+    """
 
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
@@ -86,6 +92,12 @@ class Begin:
             ``"completed"`` — ``response`` holds the saved response.
         token: identifies this request's hold (``"started"`` only).
         response: the saved response (``"completed"`` only).
+
+    Example::
+
+        begun = await store.begin(key, fingerprint, lock_ttl=60, ttl=86_400)
+        if begun.state == "started":
+            ...  # run, then store.finish(key, begun.token, response, ttl=86_400)
     """
 
     state: BeginState

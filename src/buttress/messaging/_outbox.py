@@ -82,6 +82,12 @@ class OutboxStats:
         lag: age in seconds of the oldest unsent row at the last reading (0 if none).
         running: the relay's loop is running.
         last_error: the last publish error, or ``None``.
+
+    Example::
+
+        stats = relay.stats()
+        if stats.lag > 60:
+            alert(f"outbox {relay.name} is {stats.lag:.0f} s behind ({stats.pending} rows)")
     """
 
     published: int
@@ -439,6 +445,37 @@ class PostgresOutbox:
             (topic, key, msg_id, data, hdrs, self._now()),
         )
         await conn.execute(f"NOTIFY {self.channel}")
+        return msg_id
+
+    def add_sync(
+        self,
+        conn: Any,
+        topic: str,
+        body: bytes,
+        *,
+        key: str | None = None,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """:meth:`add` for a *sync* psycopg ``Connection`` (or SQLAlchemy's
+        ``connection.connection.driver_connection``), inside your open transaction.
+
+        Raises:
+            ConfigError: an invalid argument.
+
+        Example::
+
+            with psycopg.connect(dsn) as conn, conn.transaction():
+                conn.execute("INSERT INTO orders ...")
+                outbox.add_sync(conn, "orders", b'{"id": 7}')
+        """
+        topic, key, msg_id, data, hdrs = _row_values(topic, body, key, msg_id, headers)
+        conn.execute(
+            f"INSERT INTO {self.table} (topic, okey, msg_id, body, headers, created)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (topic, key, msg_id, data, hdrs, self._now()),
+        )
+        conn.execute(f"NOTIFY {self.channel}")
         return msg_id
 
     def relay(self, publisher: Publisher, **options: Any) -> OutboxRelay:
