@@ -1,7 +1,7 @@
 """Exactly-once effect: outbox relay throughput and inbox overhead per message.
 
-* Outbox: each iteration commits ``ROWS`` rows into a SQLite outbox in one transaction
-  and relays all of them to Redis Streams (a private redis-server) with broker
+* Outbox: each iteration commits ``ROWS`` rows into a SQLite (or PostgreSQL) outbox in
+  one transaction and relays all of them to Redis Streams (a private redis-server) with broker
   confirmation. The baseline commits the same rows and deletes them, so the table
   shows the cost of relaying ``ROWS`` rows; rows/s = ROWS / time. The peer is the naive
   loop people write by hand with the same clients: select the oldest row, publish,
@@ -26,9 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from _harness import Contender, RatioColumn, Suite
+from _postgres import PgServer
 from _redis import Server
 from _targets import af
-from buttress.messaging import RedisInbox, RedisStreamsTransport, SQLiteInbox, SQLiteOutbox
+from buttress.messaging import (
+    PostgresOutbox,
+    RedisInbox,
+    RedisStreamsTransport,
+    SQLiteInbox,
+    SQLiteOutbox,
+)
 from buttress.messaging._sql import SQLiteRunner, transaction
 
 __all__ = ["suites"]
@@ -145,6 +152,110 @@ def _outbox() -> Suite:
                 "await b.naive()",
                 ns,
                 config="sqlite3 + RedisStreamsTransport.publish, same clients",
+            ),
+        ],
+        columns=[RatioColumn("vs naive loop", {}, "naive")],
+        setup=env.setup,
+        teardown=env.teardown,
+        order=200,
+        min_loops=1,
+    )
+
+
+class _PgOutbox:
+    """A PostgreSQL cluster, a redis-server, the outbox table and the relay."""
+
+    def __init__(self) -> None:
+        self.pg = PgServer()
+        self.server = Server()
+        self.ns: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        import psycopg
+        import redis.asyncio as redis
+
+        self.pg.start()
+        self.server.start()
+        self.client = redis.Redis.from_url(self.server.url)
+        self.transport = RedisStreamsTransport(self.client, max_len=10_000)
+        self.outbox = PostgresOutbox(self.pg.dsn)
+        self.conn = psycopg.connect(self.pg.dsn, autocommit=True)
+        self.conn.execute(self.outbox.schema())
+        self.relay = self.outbox.relay(self.transport, batch=100)
+        self.naive_conn: Any = None
+        self.ns.update(b=self)
+
+    def teardown(self) -> None:
+        self.conn.close()
+        self.pg.stop()
+        self.server.stop()
+
+    def fill(self) -> None:
+        with self.conn.transaction():
+            for _ in range(ROWS):
+                self.outbox.add_sync(self.conn, "bench", b"x" * 64)
+
+    async def baseline(self) -> None:
+        self.fill()
+        self.conn.execute(f"DELETE FROM {self.outbox.table}")
+
+    async def relay_all(self) -> None:
+        self.fill()
+        while (await self.relay._round())[0]:
+            pass
+
+    async def naive(self) -> None:
+        import psycopg
+
+        self.fill()
+        if self.naive_conn is None:
+            self.naive_conn = await psycopg.AsyncConnection.connect(self.pg.dsn, autocommit=True)
+        conn, table, publish = self.naive_conn, self.outbox.table, self.transport.publish
+        while True:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    f"SELECT id, topic, msg_id, body FROM {table}"
+                    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    return
+                await publish(row[1], row[3], msg_id=row[2])
+                await conn.execute(f"DELETE FROM {table} WHERE id = %s", (row[0],))
+
+
+def _pg_outbox() -> Suite:
+    env = _PgOutbox()
+    ns = env.ns
+    return Suite(
+        name="outbox-relay-postgres",
+        title=f"Outbox relay: {ROWS} rows from PostgreSQL to Redis Streams",
+        kind="async",
+        description=(
+            f"Time to relay {ROWS} committed rows from a local PostgreSQL (fsync off) to "
+            "a local redis-server with broker confirmation. The peer is the usual "
+            "hand-written loop: one transaction per row, SELECT ... FOR UPDATE SKIP "
+            "LOCKED LIMIT 1, publish, DELETE, COMMIT."
+        ),
+        baseline=Contender("bare", "commit rows, delete them", "-", "-", "await b.baseline()", ns),
+        contenders=[
+            Contender(
+                "bt",
+                "buttress relay (batch=100, unkeyed rows)",
+                "buttress",
+                "call",
+                "await b.relay_all()",
+                ns,
+                config="PostgresOutbox(dsn).relay(RedisStreamsTransport(client), batch=100)",
+            ),
+            Contender(
+                "naive",
+                "naive loop: a transaction per row, SKIP LOCKED, publish, delete",
+                "hand-written",
+                "call",
+                "await b.naive()",
+                ns,
+                config="psycopg AsyncConnection + RedisStreamsTransport.publish",
             ),
         ],
         columns=[RatioColumn("vs naive loop", {}, "naive")],
@@ -277,4 +388,4 @@ def _inbox_sqlite(env: _Inbox) -> Suite:
 
 def suites() -> list[Suite]:
     inbox = _Inbox()
-    return [_outbox(), _inbox_redis(inbox), _inbox_sqlite(inbox)]
+    return [_outbox(), _pg_outbox(), _inbox_redis(inbox), _inbox_sqlite(inbox)]
