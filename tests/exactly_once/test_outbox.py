@@ -50,6 +50,16 @@ def _per_key_in_order(sent: list[tuple[str, str, bytes]]) -> None:
         assert indexes == sorted(indexes), f"key {key} out of order: {indexes}"
 
 
+def _owners(db: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(
+            conn.execute(
+                "SELECT COUNT(DISTINCT lease_owner) FROM buttress_outbox"
+                " WHERE lease_owner IS NOT NULL"
+            ).fetchone()[0]
+        )
+
+
 def _pending(db: str, table: str = "buttress_outbox") -> int:
     with sqlite3.connect(db) as conn:
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
@@ -97,10 +107,14 @@ async def test_two_sqlite_relays_never_double_publish_and_keep_key_order(
     outbox = SQLiteOutbox(db)
     _fill(db, outbox, 400, keys=8)
     relays = [
-        outbox.relay(redis_publisher, batch=16, poll_min=0.001, poll_max=0.01) for _ in range(2)
+        outbox.relay(redis_publisher, batch=4, poll_min=0.001, poll_max=0.01) for _ in range(2)
     ]
+    # Hold the broker until both relays hold a batch, so they really race.
+    redis_publisher.gate = asyncio.Event()
     for relay in relays:
         relay.start()
+    await _until(lambda: _owners(db) == 2)
+    redis_publisher.gate.set()
     await _until(lambda: _pending(db) == 0, limit=20)
     for relay in relays:
         await relay.stop()
@@ -253,7 +267,16 @@ async def test_postgres_relay_wakes_on_notify(
     await outbox.create_table()
     relay = outbox.relay(memory_publisher, poll_min=30, poll_max=30)
     relay.start()
-    await asyncio.sleep(0.2)  # idle, listening
+    async with await psycopg.AsyncConnection.connect(pg, autocommit=True) as probe:
+        for _ in range(500):  # wait until the relay's LISTEN is in place
+            cur = await probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = %s",
+                (f"LISTEN {outbox.channel}",),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                break
+            await asyncio.sleep(0.01)
     async with await psycopg.AsyncConnection.connect(pg) as conn, conn.transaction():
         await outbox.add(conn, "orders", b"hello")
     await _until(lambda: len(memory_publisher.sent) == 1, limit=5)
