@@ -15,7 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["NatsServer", "RedisServer", "free_port", "nats_binary", "redis_binary"]
+__all__ = [
+    "NatsServer",
+    "PostgresServer",
+    "RedisServer",
+    "free_port",
+    "nats_binary",
+    "postgres_bindir",
+    "redis_binary",
+]
 
 
 def redis_binary() -> str:
@@ -192,6 +200,130 @@ class NatsServer:
             self.process.terminate()
             try:
                 self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres_bindir() -> Path:
+    """The PostgreSQL server binaries (initdb, postgres, pg_ctl); absence is a failure."""
+    # Debian keeps the server binaries off PATH (/usr/bin has only wrappers).
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
+    )
+    if candidates:
+        return candidates[-1].parent
+    found = shutil.which("initdb")
+    if found is not None and (Path(found).parent / "postgres").exists():
+        return Path(found).parent
+    raise RuntimeError(
+        "PostgreSQL server binaries are not installed; install the postgresql package "
+        "(initdb/postgres under /usr/lib/postgresql/<version>/bin)"
+    )
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free loopback port, in a temp directory.
+
+    initdb refuses to run as root, so under root (CI) the cluster belongs to the
+    ``postgres`` system user and every server command runs through ``runuser``. The
+    machine's own PostgreSQL (port 5432) is never touched.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="buttress-pg-"))
+        self.data = self.dir / "data"
+        self.bindir = postgres_bindir()
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.dir.chmod(0o700)
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D", str(self.data),
+                "-U", "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ]
+        )  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _prefix(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if self._as_root else []
+
+    def _run(self, argv: list[str]) -> None:
+        subprocess.run(
+            self._prefix() + argv,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.dir,
+        )
+
+    def start(self) -> None:
+        """Start (or restart) the server and wait until it accepts connections."""
+        self.process = subprocess.Popen(
+            [
+                *self._prefix(),
+                str(self.bindir / "postgres"),
+                "-D", str(self.data),
+                "-p", str(self.port),
+                "-h", "127.0.0.1",
+                "-k", str(self.dir),
+                "-c", "fsync=off",
+                "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off",
+                "-c", "max_connections=50",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.dir,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.process.returncode}")
+            probe = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"postgres did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        """Stop for good (immediate shutdown: nothing to keep) and remove the cluster."""
+        if self.process is not None and self.process.poll() is None:
+            # runuser does not forward signals to the server, so ask pg_ctl.
+            subprocess.run(
+                [
+                    *self._prefix(),
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+                cwd=self.dir,
+            )
+            try:
+                self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)

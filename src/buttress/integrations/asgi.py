@@ -5,6 +5,8 @@
   and the IETF RateLimit fields; key functions :func:`client_address` (proxy-aware,
   spoof-proof), :func:`api_key` and :func:`route`.
 * :class:`LoadShedMiddleware` — an AdaptiveLimit (or any policy) in front of the app: 503.
+* :class:`IdempotencyMiddleware` — Stripe-style ``Idempotency-Key`` handling: replay,
+  409 for concurrent duplicates, 422 for a key reused with other parameters.
 
 
 Works with any ASGI 3 application (Starlette, FastAPI, Litestar, raw apps) and needs no
@@ -24,10 +26,12 @@ from .._deadline import DEADLINE_HEADER, deadline, deadline_from_headers
 from .._errors import DeadlineExceededError, RejectedError
 from .._policy import Policy
 from ..adaptive import AdaptiveLimit
+from ._asgi_idempotency import IdempotencyMiddleware
 from ._asgi_ratelimit import RateLimitMiddleware, api_key, client_address, route
 
 __all__ = [
     "DeadlineMiddleware",
+    "IdempotencyMiddleware",
     "LoadShedMiddleware",
     "RateLimitMiddleware",
     "api_key",
