@@ -10,10 +10,16 @@ Every error of ours subclasses :class:`ButtressError`. The tree::
         │   ├── BulkheadFullError       no slot and no room (or time) in the queue
         │   ├── RateLimitedError        a rate limit said no
         │   ├── OverloadedError         an adaptive limit is shedding load
-        │   └── NoHealthyEndpointError  a balancer has no endpoint to send to
+        │   ├── NoHealthyEndpointError  a balancer has no endpoint to send to
+        │   ├── InboxBusyError          another consumer holds this message's inbox claim
+        │   └── ForwardBufferFullError  store-and-forward buffer full (policy "reject")
         ├── TimeoutError                (also the builtin TimeoutError) a Timeout fired
         │   └── DeadlineExceededError   the enclosing ``bt.deadline`` ran out
         ├── StoreError                  a shared store failed (Redis down, garbage reply)
+        ├── MessagingError              something went wrong talking to a broker
+        │   ├── BrokerError             the broker refused or failed an operation
+        │   │   └── BrokerUnavailableError  (also a ConnectionError) unreachable or no answer
+        │   └── RequestTimeoutError     (also a TimeoutError) no reply in time
         ├── HashingError                a placement could not answer (buttress.hashing)
         │   ├── NoNodesError            (also a LookupError) a lookup on an empty placement
         │   ├── UnknownNodeError        (also a KeyError) remove() of a node it does not hold
