@@ -247,3 +247,56 @@ async def test_chaos_injections_are_counted(
         await fault.call(ok)
     found = points(reader)
     assert value(found, "buttress.chaos.injected", **{"buttress.kind": "exception"}) == 1
+
+
+def test_balancer_ejections_and_endpoint_state(
+    otel: OTelMetrics, reader: InMemoryMetricReader
+) -> None:
+    clock = FakeClock()
+    balancer = bt.Balancer(
+        ["a:1", "b:1", "c:1"],
+        strategy="round_robin",
+        outlier=bt.OutlierDetection(consecutive_failures=2, base_ejection_time=10.0),
+        name="lb",
+        clock=clock,
+    )
+    for _ in range(6):
+        pick = balancer.pick()
+        with pick as ep:
+            if ep.address == "a:1":
+                pick.fail()
+    found = points(reader)
+    assert value(found, "buttress.balancer.ejections", **{"buttress.endpoint": "a:1"}) == 1
+    assert value(found, "buttress.balancer.endpoint.up", **{"buttress.endpoint": "a:1"}) == 0
+    clock.advance(10.0)
+    for _ in range(3):
+        with balancer.pick():
+            pass
+    found = points(reader)
+    assert value(found, "buttress.balancer.endpoint.up", **{"buttress.endpoint": "a:1"}) == 1
+
+
+async def test_consumer_handled_and_dead_lettered(
+    otel: OTelMetrics, reader: InMemoryMetricReader
+) -> None:
+    from buttress.messaging import MemoryTransport, Message, Reject
+
+    clock = FakeClock()
+    transport = MemoryTransport(clock=clock)
+
+    async def handle(msg: Message) -> None:
+        if msg.body == b"poison":
+            raise Reject("cannot parse")
+
+    await transport.publish("orders", b"ok")
+    await transport.publish("orders", b"poison")
+    consumer = bt.Consumer(transport, "orders", handle, group="g", clock=clock, name="c")
+    task = asyncio.create_task(consumer.run())
+    while consumer.stats().dead_lettered < 1 or consumer.stats().handled < 1:
+        await clock.sleep(0.01)
+    await consumer.stop()
+    await task
+    found = points(reader)
+    topic = {"messaging.destination.name": "orders"}
+    assert value(found, "buttress.messaging.handled", **topic) == 1
+    assert value(found, "buttress.messaging.dead_lettered", **topic) == 1

@@ -36,6 +36,20 @@ that emitted the event. Names never change within a major version:
   ``buttress.proxy.toxics`` (counter, ``{connection}``): ``buttress.toxic.type``,
   ``buttress.stream``.
 
+- ``buttress.balancer.ejections`` (counter, ``{ejection}``): ``buttress.endpoint``,
+  ``buttress.reason``; ``buttress.balancer.endpoint.up`` (gauge, ``1``): 1 when an
+  endpoint is in rotation, 0 when ejected or unhealthy (``buttress.endpoint``);
+  ``buttress.balancer.panic`` (gauge, ``1``): 1 while the balancer is in panic.
+- ``buttress.messaging.handled`` (counter, ``{message}``) and
+  ``buttress.messaging.handle_time`` (histogram, ``s``): ``messaging.destination.name``;
+  ``buttress.messaging.retried``, ``buttress.messaging.dead_lettered`` (counters,
+  ``{message}``): ``messaging.destination.name`` (and ``buttress.reason``);
+  ``buttress.messaging.duplicates`` (counter, ``{message}``): deliveries an inbox
+  absorbed; ``buttress.outbox.published`` (counter, ``{message}``),
+  ``buttress.outbox.lag`` (gauge, ``s``: age of the oldest unsent row) and
+  ``buttress.outbox.pending`` (gauge, ``{message}``); ``buttress.forward.buffered`` and
+  ``buttress.forward.dropped`` (counters, ``{message}``).
+
 ``buttress.events`` counts every event, including kinds without a dedicated metric, so
 nothing a policy reports is invisible. A listener never raises into the call it observes
 (see :mod:`buttress.events`).
@@ -167,6 +181,65 @@ def _toxic_applied(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
     m.proxy_toxics.add(1, {**a, "buttress.toxic.type": e.type, "buttress.stream": e.stream})
 
 
+def _ejected(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    endpoint = {**a, "buttress.endpoint": e.endpoint}
+    m.balancer_ejections.add(1, {**endpoint, "buttress.reason": e.reason})
+    m.balancer_up.set(0, endpoint)
+
+
+def _restored(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.balancer_up.set(1, {**a, "buttress.endpoint": e.endpoint})
+
+
+def _health_changed(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.balancer_up.set(1 if e.healthy else 0, {**a, "buttress.endpoint": e.endpoint})
+
+
+def _panic_entered(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.balancer_panic.set(1, a)
+
+
+def _panic_exited(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.balancer_panic.set(0, a)
+
+
+def _message_handled(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    topic = {**a, "messaging.destination.name": e.topic}
+    m.messaging_handled.add(1, topic)
+    m.messaging_handle_time.record(e.elapsed, topic)
+
+
+def _message_retried(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.messaging_retried.add(1, {**a, "messaging.destination.name": e.topic})
+
+
+def _message_dead_lettered(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.messaging_dead_lettered.add(
+        1, {**a, "messaging.destination.name": e.topic, "buttress.reason": e.reason}
+    )
+
+
+def _inbox_duplicate(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.messaging_duplicates.add(1, a)
+
+
+def _outbox_published(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.outbox_published.add(e.count, a)
+
+
+def _outbox_lag(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.outbox_lag.set(e.lag, a)
+    m.outbox_pending.set(e.pending, a)
+
+
+def _forward_buffered(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.forward_buffered.add(1, a)
+
+
+def _forward_dropped(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.forward_dropped.add(1, a)
+
+
 # Keyed by the event class's full name, so this module imports none of the packages whose
 # events it maps (the chaos tools load only when used).
 _HANDLERS: dict[str, Handler] = {
@@ -193,6 +266,19 @@ _HANDLERS.update(
         "buttress.supervise._events.ChildUnkillable": _child_unkillable,
         "buttress.chaos._events.FaultInjected": _fault_injected,
         "buttress.chaos._events.ToxicApplied": _toxic_applied,
+        "buttress.balance._events.EndpointEjected": _ejected,
+        "buttress.balance._events.EndpointRestored": _restored,
+        "buttress.balance._events.EndpointHealthChanged": _health_changed,
+        "buttress.balance._events.PanicEntered": _panic_entered,
+        "buttress.balance._events.PanicExited": _panic_exited,
+        "buttress.messaging._events.MessageHandled": _message_handled,
+        "buttress.messaging._events.MessageRetried": _message_retried,
+        "buttress.messaging._events.MessageDeadLettered": _message_dead_lettered,
+        "buttress.messaging._inbox.InboxDuplicate": _inbox_duplicate,
+        "buttress.messaging._outbox.OutboxPublished": _outbox_published,
+        "buttress.messaging._outbox.OutboxLag": _outbox_lag,
+        "buttress.messaging._forward.ForwardBuffered": _forward_buffered,
+        "buttress.messaging._forward.ForwardDropped": _forward_dropped,
     }
 )
 
@@ -310,6 +396,57 @@ class OTelMetrics:
             "buttress.proxy.toxics",
             unit="{connection}",
             description="Fault proxy toxics that started acting on a connection",
+        )
+        self.balancer_ejections = meter.create_counter(
+            "buttress.balancer.ejections",
+            unit="{ejection}",
+            description="Endpoints ejected by outlier detection",
+        )
+        self.balancer_up = meter.create_gauge(
+            "buttress.balancer.endpoint.up",
+            unit="1",
+            description="1 while an endpoint is in rotation, 0 while ejected or unhealthy",
+        )
+        self.balancer_panic = meter.create_gauge(
+            "buttress.balancer.panic", unit="1", description="1 while a balancer is in panic"
+        )
+        self.messaging_handled = meter.create_counter(
+            "buttress.messaging.handled", unit="{message}", description="Messages handled and acked"
+        )
+        self.messaging_handle_time = meter.create_histogram(
+            "buttress.messaging.handle_time", unit="s", description="Handler time per message"
+        )
+        self.messaging_retried = meter.create_counter(
+            "buttress.messaging.retried", unit="{message}", description="Deliveries to retry"
+        )
+        self.messaging_dead_lettered = meter.create_counter(
+            "buttress.messaging.dead_lettered",
+            unit="{message}",
+            description="Messages given up on (dead-lettered)",
+        )
+        self.messaging_duplicates = meter.create_counter(
+            "buttress.messaging.duplicates",
+            unit="{message}",
+            description="Duplicate deliveries absorbed by an inbox",
+        )
+        self.outbox_published = meter.create_counter(
+            "buttress.outbox.published", unit="{message}", description="Outbox rows published"
+        )
+        self.outbox_lag = meter.create_gauge(
+            "buttress.outbox.lag", unit="s", description="Age of the oldest unsent outbox row"
+        )
+        self.outbox_pending = meter.create_gauge(
+            "buttress.outbox.pending", unit="{message}", description="Unsent outbox rows"
+        )
+        self.forward_buffered = meter.create_counter(
+            "buttress.forward.buffered",
+            unit="{message}",
+            description="Publishes buffered locally while the broker was unreachable",
+        )
+        self.forward_dropped = meter.create_counter(
+            "buttress.forward.dropped",
+            unit="{message}",
+            description="Buffered publishes dropped because the buffer was full",
         )
         self._dispatch: dict[type, Handler | None] = {}
         self._installed = False
