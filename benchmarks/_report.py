@@ -214,9 +214,9 @@ def _baseline_block(results: list[SuiteResult]) -> list[str]:
     return lines
 
 
-def _suite_block(result: SuiteResult, *, configs: bool) -> list[str]:
+def _suite_block(result: SuiteResult, number: int, *, configs: bool) -> list[str]:
     suite = result.suite
-    lines = [f"## {suite.title}", "", suite.description, ""]
+    lines = [f"## {number}. {suite.title}", "", suite.description, ""]
     lines += _table(result)
     lines.append("")
     if suite.columns:
@@ -307,8 +307,9 @@ def render(
             "to a few tens of ns, while overheads and ratios within a suite are."
         )
         lines.append("")
-    for result in results:
-        lines += _suite_block(result, configs=document)
+    # sections are numbered in report order (Suite.order), so suites added later slot in
+    for number, result in enumerate(results, start=1):
+        lines += _suite_block(result, number, configs=document)
     if not document and all_targets:
         lines += ["Targets", "", *all_targets, ""]
     if env is not None:

@@ -122,7 +122,7 @@ def _retry_breaker() -> Suite:
     ]
     return Suite(
         name="async-retry-breaker",
-        title="3. Async retry + circuit breaker, happy path",
+        title="Async retry + circuit breaker, happy path",
         kind="async",
         description=(
             "Overhead of one successful `await` of `af` through retry (outer) and breaker "
@@ -228,7 +228,7 @@ def _timeout_pipeline() -> Suite:
     ]
     return Suite(
         name="async-pipeline",
-        title="4. Async pipeline: timeout + retry + breaker, happy path",
+        title="Async pipeline: timeout + retry + breaker, happy path",
         kind="async",
         description=(
             "Overhead of one successful `await` of `af` through retry, breaker and a 10 s "

@@ -72,7 +72,7 @@ def _pick_suite() -> Suite:
         baseline=Contender("empty", "empty loop (`pass`)", "-", "-", "pass", {}),
         contenders=contenders,
         columns=[RatioColumn("vs random.choice", {}, "random-choice")],
-        order=60,
+        order=130,
     )
 
 
@@ -95,7 +95,7 @@ def _async_suite() -> Suite:
                 config="balancer = Balancer(10 addresses)",
             )
         ],
-        order=61,
+        order=131,
     )
 
 

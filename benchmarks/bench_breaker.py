@@ -167,7 +167,7 @@ def _happy_path() -> Suite:
     ]
     return Suite(
         name="breaker",
-        title="1. Sync circuit breaker, happy path (closed, every call succeeds)",
+        title="Sync circuit breaker, happy path (closed, every call succeeds)",
         kind="sync",
         description=(
             "Overhead of one successful call of `f` through a closed breaker. Consecutive "
@@ -321,7 +321,7 @@ def _rejection() -> Suite:
     ]
     return Suite(
         name="rejection",
-        title="5. Rejection path (breaker open, call rejected and caught)",
+        title="Rejection path (breaker open, call rejected and caught)",
         kind="sync",
         description=(
             "Cost of one rejected call, including raising the library's open-breaker "

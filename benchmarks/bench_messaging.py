@@ -377,7 +377,7 @@ def suites() -> list[Suite]:
             "Redis (XADD reply)",
             redis_server,
             redis_flows,
-            120,
+            160,
         ),
         _suite(
             "messaging-nats",
@@ -385,6 +385,6 @@ def suites() -> list[Suite]:
             "JetStream (PubAck)",
             nats_server,
             nats_flows,
-            121,
+            161,
         ),
     ]

@@ -157,7 +157,7 @@ def _outbox() -> Suite:
         columns=[RatioColumn("vs naive loop", {}, "naive")],
         setup=env.setup,
         teardown=env.teardown,
-        order=200,
+        order=170,
         min_loops=1,
     )
 
@@ -261,7 +261,7 @@ def _pg_outbox() -> Suite:
         columns=[RatioColumn("vs naive loop", {}, "naive")],
         setup=env.setup,
         teardown=env.teardown,
-        order=200,
+        order=171,
         min_loops=1,
     )
 
@@ -350,7 +350,7 @@ def _inbox_redis(env: _Inbox) -> Suite:
         columns=[RatioColumn("vs SET NX", {}, "setnx")],
         setup=env.setup_redis,
         teardown=env.teardown_redis,
-        order=201,
+        order=172,
     )
 
 
@@ -381,7 +381,7 @@ def _inbox_sqlite(env: _Inbox) -> Suite:
         ],
         setup=env.setup_sqlite,
         teardown=env.teardown_sqlite,
-        order=202,
+        order=173,
         min_loops=10,
     )
 

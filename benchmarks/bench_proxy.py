@@ -76,7 +76,7 @@ def _rtt() -> Suite:
     stmt = "sock.sendall(cmd)\nrecv(sock, 7)"
     return Suite(
         name="proxy-rtt",
-        title="9. Fault proxy: one request/response round trip, no toxics",
+        title="Fault proxy: one request/response round trip, no toxics",
         kind="sync",
         description=(
             "A `PING` to redis-server and its `+PONG` on one kept-open loopback connection, "
@@ -107,7 +107,7 @@ def _rtt() -> Suite:
         columns=[RatioColumn("vs direct", {}, "direct")],
         setup=setup,
         teardown=env.stop,
-        order=90,
+        order=100,
         min_loops=20,
     )
 
@@ -144,7 +144,7 @@ def _throughput() -> Suite:
     ]
     return Suite(
         name="proxy-throughput",
-        title="10. Fault proxy: moving 1 MiB, no toxics",
+        title="Fault proxy: moving 1 MiB, no toxics",
         kind="sync",
         description=(
             "One 1 MiB `SET` (client to server) or `GET` (server to client) on a kept-open "
@@ -166,7 +166,7 @@ def _throughput() -> Suite:
         ],
         setup=setup,
         teardown=env.stop,
-        order=91,
+        order=101,
         min_loops=3,
     )
 

@@ -89,7 +89,7 @@ def _local() -> Suite:
     peer_keys = [c.key for c in contenders[1:]]
     return Suite(
         name="ratelimit-local",
-        title="7. Local rate-limit decision (in process, admitted)",
+        title="Local rate-limit decision (in process, admitted)",
         kind="sync",
         description=(
             "Time of one rate-limit decision for one key in memory, over an empty statement. "
@@ -202,7 +202,7 @@ def _redis_sync() -> Suite:
     ]
     return Suite(
         name="ratelimit-redis",
-        title="8. Redis rate-limit decision, one connection, sync",
+        title="Redis rate-limit decision, one connection, sync",
         kind="sync",
         description=(
             "Time of one decision through a sync redis-py client to a redis-server on "
@@ -249,7 +249,7 @@ def _redis_async() -> Suite:
 
     return Suite(
         name="ratelimit-redis-async",
-        title="9. Redis rate-limit decision, one connection, asyncio",
+        title="Redis rate-limit decision, one connection, asyncio",
         kind="async",
         description=(
             "Time of one decision through a redis.asyncio client (one connection, "
@@ -314,7 +314,7 @@ def _redis_batch() -> Suite:
 
     return Suite(
         name="ratelimit-redis-batch",
-        title=f"10. Redis decisions for {BATCH} keys at once",
+        title=f"Redis decisions for {BATCH} keys at once",
         kind="sync",
         description=(
             f"Time to decide for {BATCH} different keys: one call per key, buttress's "
@@ -356,7 +356,7 @@ def _redis_batch() -> Suite:
         ],
         setup=setup,
         teardown=teardown,
-        order=90,
+        order=95,
         min_loops=3,  # an iteration is a whole batch: tens of milliseconds
     )
 

@@ -135,7 +135,7 @@ def _happy_path() -> Suite:
     ]
     return Suite(
         name="retry",
-        title="2. Sync retry, happy path (the first attempt succeeds)",
+        title="Sync retry, happy path (the first attempt succeeds)",
         kind="sync",
         description="Overhead of one successful call of `f` through a retry policy.",
         baseline=Contender("bare", "bare `f()`", "-", "-", "f()", {"f": f}),
@@ -438,7 +438,7 @@ def _retry_path() -> Suite:
 
     return Suite(
         name="retry-path",
-        title="6. Retry path (fails twice with ConnectionError, succeeds on the 3rd attempt)",
+        title="Retry path (fails twice with ConnectionError, succeeds on the 3rd attempt)",
         kind="sync",
         description=(
             "Cost of one logical call (3 attempts, 2 retries, zero wait) over a hand-written "

@@ -168,7 +168,7 @@ def suites() -> list[Suite]:
             "The hand loop has no restart intensity, no strategy, no ordered stop and no "
             "events: it is the floor, not a like-for-like peer."
         ],
-        order=90,
+        order=110,
         min_loops=50,
     )
     dynamic = Suite(
@@ -211,7 +211,7 @@ def suites() -> list[Suite]:
             ),
         ],
         columns=[RatioColumn("vs TaskGroup", {}, "taskgroup")],
-        order=91,
+        order=111,
         min_loops=50,
     )
     return [restart, dynamic]
