@@ -69,6 +69,7 @@ _STEP_PERCENT = 0.0625  # hill climber step, of the maximum
 _STEP_DECAY = 0.98
 _RESTART_THRESHOLD = 0.05
 _ADMIT_HASHDOS_THRESHOLD = 6
+_CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
 _FREQ_CAP = 16  # a saturated 4-bit counter (15) plus the doorkeeper bit
 
 
@@ -192,6 +193,7 @@ class Cache(Generic[K, V]):
         "__weakref__",
         "_climb_hits",
         "_climb_misses",
+        "_climb_period",
         "_clock",
         "_data",
         "_eaa",
@@ -290,6 +292,7 @@ class Cache(Generic[K, V]):
         self._step = -_STEP_PERCENT * self._max
         self._prev_hit_rate = 0.0
         self._climb_hits = self._climb_misses = 0
+        self._climb_period = max(int(_CLIMB_PERIOD * self._max), 16)
         self._hits = self._misses = self._evictions = self._expirations = 0
         self._load_count = self._load_failures = self._refreshes = 0
         self._load_time = 0.0
@@ -452,7 +455,7 @@ class Cache(Generic[K, V]):
                     self._expire(now if timed else self._now(), events)
             if self._weight > self._max or self._window_weight > self._window_max:
                 self._evict(events)
-            if self._climb_hits + self._climb_misses >= self._sketch.sample_size:
+            if self._climb_hits + self._climb_misses >= self._climb_period:
                 self._climb()
         finally:
             lock.release()
@@ -600,7 +603,7 @@ class Cache(Generic[K, V]):
     def _drain_locked(self) -> None:
         with self._lock:
             self._drain()
-            if self._climb_hits + self._climb_misses >= self._sketch.sample_size:
+            if self._climb_hits + self._climb_misses >= self._climb_period:
                 self._climb()
 
     def _drain(self) -> None:
@@ -744,7 +747,7 @@ class Cache(Generic[K, V]):
         """Caffeine's hill climber: every sample period, step the window size in the
         direction that improved the hit ratio (restart big steps when it changes a lot)."""
         sample = self._climb_hits + self._climb_misses
-        if sample < self._sketch.sample_size or self._max < 2:
+        if sample < self._climb_period or self._max < 2:
             return
         hit_rate = self._climb_hits / sample
         change = hit_rate - self._prev_hit_rate
@@ -965,11 +968,10 @@ class Cache(Generic[K, V]):
         """
         node = self._live(key)
         if node is not None:
-            if (self._refresh_after is not None or self._early is not None) and (
-                self._wants_refresh(node)
-            ):
+            value = node[_VALUE]
+            if self._stamp and self._wants_refresh(node):
                 self._refresh_sync(key, node, loader)
-            return cast(V, node[_VALUE])
+            return cast(V, value)
         cached_error = self._negative_hit(key)
         if cached_error is not None:
             raise cached_error
@@ -1004,11 +1006,10 @@ class Cache(Generic[K, V]):
         """
         node = self._live(key)
         if node is not None:
-            if (self._refresh_after is not None or self._early is not None) and (
-                self._wants_refresh(node)
-            ):
+            value = node[_VALUE]
+            if self._stamp and self._wants_refresh(node):
                 self._refresh_async(key, node, loader)
-            return cast(V, node[_VALUE])
+            return cast(V, value)
         cached_error = self._negative_hit(key)
         if cached_error is not None:
             raise cached_error

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random as _random
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .. import _validate as v
@@ -235,6 +235,7 @@ class WriteBehind(CacheWriter):
         "_delay",
         "_failures",
         "_flushing",
+        "_kick",
         "_pending",
         "_thread",
         "_writing",
@@ -260,6 +261,7 @@ class WriteBehind(CacheWriter):
         self._writing: dict[Any, Any] = {}
         self._failures = 0  # batches given up on, ever
         self._flushing = 0
+        self._kick = 0  # bumped by each flush: wakes the writer thread
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -290,37 +292,41 @@ class WriteBehind(CacheWriter):
             batch[key] = pending.pop(key)
         return batch
 
+    def _kicked(self, kick: int) -> Callable[[], bool]:
+        return lambda: self._kick != kick or self._closed
+
+    def _gathered(self, kick: int) -> Callable[[], bool]:
+        return lambda: self._kick != kick or self._closed or len(self._pending) >= self._batch
+
     def _run(self) -> None:
         cond = self._cond
         while True:
             with cond:
                 while not self._pending and not self._closed:
                     cond.wait()
-                if not self._pending and self._closed:
-                    cond.notify_all()
-                    return
-                if len(self._pending) < self._batch and not self._flushing and not self._closed:
-                    cond.wait(self._delay)
-                    if not self._pending:
-                        continue
+                if not self._pending:
+                    return  # closed, nothing left
+                if not self._flushing and not self._closed and len(self._pending) < self._batch:
+                    cond.wait_for(self._gathered(self._kick), timeout=self._delay)
                 batch = self._take()
                 self._writing = batch
             exc = self._store_with_retries(batch)
             with cond:
                 self._writing = {}
-                if exc is not None:
-                    self._failures += 1
-                    for key, value in batch.items():
-                        if key not in self._pending:
-                            self._pending[key] = value
+                if exc is None:
+                    cond.notify_all()
+                    continue
+                self._failures += 1
+                for key, value in batch.items():
+                    if key not in self._pending:  # a newer write wins
+                        self._pending[key] = value
                 cond.notify_all()
-                if exc is not None and not self._flushing and not self._closed:
-                    cond.wait(self._delay)
-                elif exc is not None:
-                    # a flush is waiting: let it see the failure before trying again
-                    cond.wait_for(lambda: not self._flushing or self._closed, timeout=None)
-                    if self._closed:
-                        return
+                if self._closed:
+                    return  # close() reports what is left
+                # wait a little before trying again, or until the next flush/close
+                cond.wait_for(self._kicked(self._kick), timeout=self._delay)
+                if self._closed:
+                    return
 
     def _flush(self) -> None:
         cond = self._cond
@@ -329,6 +335,7 @@ class WriteBehind(CacheWriter):
                 return
             failures = self._failures
             self._flushing += 1
+            self._kick += 1
             cond.notify_all()
             try:
                 while (self._pending or self._writing) and self._failures == failures:
@@ -344,7 +351,6 @@ class WriteBehind(CacheWriter):
                     )
             finally:
                 self._flushing -= 1
-                cond.notify_all()
 
     def _close(self) -> None:
         try:
