@@ -310,3 +310,19 @@ def test_cached_bad_arguments() -> None:
         cached({})  # type: ignore[arg-type]
     with pytest.raises(bt.ConfigError, match="key must be a callable or None"):
         cached(Cache(1), key=3)  # type: ignore[arg-type]
+
+
+async def test_sync_call_on_the_loop_does_not_wait_for_a_task_load() -> None:
+    cache: Cache[int, int] = Cache(100)
+    release = asyncio.Event()
+
+    async def slow(key: int) -> int:
+        await release.wait()
+        return 1
+
+    task = asyncio.create_task(cache.get_or_load(5, slow))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert cache.get_or_load_sync(5, lambda k: 2) == 2  # would deadlock if it waited
+    release.set()
+    assert await task == 1

@@ -126,11 +126,12 @@ class CacheStats:
 class _Flight:
     """One load in progress; waiters share ``future``."""
 
-    __slots__ = ("future", "stale")
+    __slots__ = ("future", "led_by_task", "stale")
 
-    def __init__(self) -> None:
+    def __init__(self, led_by_task: bool) -> None:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.stale = False
+        self.led_by_task = led_by_task
 
 
 class _Negative:
@@ -896,13 +897,13 @@ class Cache(Generic[K, V]):
                 return None
             return entry.exception
 
-    def _join(self, key: Any) -> tuple[_Flight, bool]:
+    def _join(self, key: Any, by_task: bool) -> tuple[_Flight, bool]:
         """The flight for ``key`` and whether we lead it (must run the loader)."""
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, False
-            flight = self._flights[key] = _Flight()
+            flight = self._flights[key] = _Flight(by_task)
             return flight, True
 
     def _finish(
@@ -975,8 +976,11 @@ class Cache(Generic[K, V]):
         cached_error = self._negative_hit(key)
         if cached_error is not None:
             raise cached_error
-        flight, leader = self._join(key)
+        flight, leader = self._join(key, False)
         if not leader:
+            if flight.led_by_task and _in_event_loop():
+                # Blocking here could starve the loop that runs that load: load alone.
+                return loader(key)
             return cast(V, flight.future.result())
         started = self._now()
         try:
@@ -1013,7 +1017,7 @@ class Cache(Generic[K, V]):
         cached_error = self._negative_hit(key)
         if cached_error is not None:
             raise cached_error
-        flight, leader = self._join(key)
+        flight, leader = self._join(key, True)
         if leader:
             asyncio.get_running_loop().create_task(self._run_load(key, flight, loader, None))
         return cast(V, await _wait(flight.future))
@@ -1037,23 +1041,23 @@ class Cache(Generic[K, V]):
             return
         self._finish(key, flight, value, None, started, refreshing)
 
-    def _start_refresh(self, key: Any, node: _Node) -> _Flight | None:
+    def _start_refresh(self, key: Any, node: _Node, by_task: bool) -> _Flight | None:
         with self._lock:
             if node[_REFRESHING] or node[_QUEUE] == _REMOVED or key in self._flights:
                 return None
             node[_REFRESHING] = True
             self._refreshes += 1
-            flight = self._flights[key] = _Flight()
+            flight = self._flights[key] = _Flight(by_task)
             return flight
 
     def _refresh_async(self, key: Any, node: _Node, loader: Callable[[Any], Any]) -> None:
-        flight = self._start_refresh(key, node)
+        flight = self._start_refresh(key, node, True)
         if flight is not None:
             flight.future.add_done_callback(_consume)
             asyncio.get_running_loop().create_task(self._run_load(key, flight, loader, node))
 
     def _refresh_sync(self, key: Any, node: _Node, loader: Callable[[Any], Any]) -> None:
-        flight = self._start_refresh(key, node)
+        flight = self._start_refresh(key, node, False)
         if flight is None:
             return
         flight.future.add_done_callback(_consume)
@@ -1098,6 +1102,14 @@ class Cache(Generic[K, V]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _consume(future: concurrent.futures.Future[Any]) -> None:
