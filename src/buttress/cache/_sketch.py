@@ -1,7 +1,7 @@
 """The frequency sketch of TinyLFU: a count-min sketch with a doorkeeper and aging.
 
 Four rows of saturating 4-bit counters (values 0..15, one per byte of a ``bytearray``)
-indexed by double hashing of a 64-bit mixed hash. Increments are conservative (only the
+indexed by multiplicative hashing of the key's hash. Increments are conservative (only the
 counters equal to the current minimum grow), which tightens the estimate. The first
 sighting of a hash only enters the *doorkeeper* (a set of hashes); the counters are
 touched from the second sighting on, so one-hit wonders never pollute them. After
@@ -12,18 +12,12 @@ keeps the estimate a recent frequency rather than an all-time one.
 
 from __future__ import annotations
 
-__all__ = ["FrequencySketch", "mix"]
+__all__ = ["FrequencySketch"]
 
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _HALVE = bytes(b >> 1 for b in range(256))
 _MAX = 15
-
-
-def mix(key: object) -> int:
-    """A well-spread non-negative 64-bit hash of ``key`` (``hash()`` of an int is itself)."""
-    x = (hash(key) * _GOLDEN) & _M64
-    return x ^ (x >> 31)
 
 
 class FrequencySketch:
@@ -49,22 +43,58 @@ class FrequencySketch:
         self.additions = 0
 
     def slots(self, key: object) -> tuple[int, int, int, int, int]:
-        """``(door, i0, i1, i2, i3)`` for ``key``: its doorkeeper hash and its four
-        counter indices, computed once per entry so that hits do no hashing."""
-        x = (hash(key) * _GOLDEN) & _M64
-        x ^= x >> 31
+        """``(door, i0, i1, i2, i3)`` for ``key``: its doorkeeper hash (``hash(key)``) and
+        its four counter indices (multiplicative hashing). Entries keep theirs, so hits
+        and evictions do no hashing."""
+        h = hash(key)
         m = self._mask
         w = self._width
-        if w <= 0x10000:  # four independent 16-bit slices of the hash
-            return (x, x & m, w + ((x >> 16) & m), 2 * w + ((x >> 32) & m), 3 * w + (x >> 48 & m))
-        h2 = (x >> 32) | 1  # double hashing for wider tables
+        if w <= 0x8000:  # two 30-bit products (fast small-int arithmetic), 15-bit slices
+            x = (h * 0x9E3779B1) & 0x3FFFFFFF
+            x ^= x >> 15
+            y = (x * 0x85EBCA6B) & 0x3FFFFFFF
+            y ^= y >> 15
+            return (h, x & m, w + ((x >> 15) & m), 2 * w + (y & m), 3 * w + ((y >> 15) & m))
+        x = (h * _GOLDEN) & _M64  # wider tables: double hashing on 64 bits
+        h2 = (x >> 32) | 1
         return (
-            x,
+            h,
             x & m,
             w + ((x + h2) & m),
             2 * w + ((x + 2 * h2) & m),
             3 * w + ((x + 3 * h2) & m),
         )
+
+    def record(self, key: object) -> tuple[tuple[int, int, int, int, int], int]:
+        """:meth:`slots` then :meth:`increment` in one call: the slots and the new estimate."""
+        slots = self.slots(key)
+        h, i0, i1, i2, i3 = slots
+        t = self._table
+        a = t[i0]
+        b = t[i1]
+        c = t[i2]
+        d = t[i3]
+        low = a if a < b else b
+        if c < low:
+            low = c
+        if d < low:
+            low = d
+        self.additions += 1
+        door = self._door
+        if h in door:
+            if low < _MAX:
+                low += 1
+                if a < low:
+                    t[i0] = low
+                if b < low:
+                    t[i1] = low
+                if c < low:
+                    t[i2] = low
+                if d < low:
+                    t[i3] = low
+        else:
+            door.add(h)
+        return slots, low + 1
 
     def frequency(self, slots: tuple[int, int, int, int, int]) -> int:
         """The estimated recent count (0..16) of the key with these :meth:`slots`."""
