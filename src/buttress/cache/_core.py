@@ -682,26 +682,26 @@ class Cache(Generic[K, V]):
             and self._weigher is None
             and probation
         ):
-            # The steady state without a weigher: one candidate against one victim.
-            key, candidate = window.popitem(last=False)
+            # The steady state without a weigher: one cand against one vic.
+            key, cand = window.popitem(last=False)
             self._window_weight -= 1
-            victim_key = next(iter(probation))
-            victim = probation[victim_key]
-            cf = candidate[3]  # _FREQ, compared saturated
-            vf = victim[3]
+            vkey = next(iter(probation))
+            vic = probation[vkey]
+            cf = cand[3]  # _FREQ, compared saturated
+            vf = vic[3]
             if cf > _FREQ_CAP:
                 cf = _FREQ_CAP
             if vf > _FREQ_CAP:
                 vf = _FREQ_CAP
             if cf > vf or (cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0):
-                candidate[2] = _PROBATION
-                probation[key] = candidate
-                del probation[victim_key]
-                del self._data[victim_key]
-                evicted = victim
+                cand[2] = _PROBATION
+                probation[key] = cand
+                del probation[vkey]
+                del self._data[vkey]
+                evicted = vic
             else:
                 del self._data[key]
-                evicted = candidate
+                evicted = cand
             self._weight -= 1
             evicted[2] = _REMOVED
             if evicted[3] > 1:
