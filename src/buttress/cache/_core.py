@@ -332,9 +332,9 @@ class Cache(Generic[K, V]):
                     node[_EXPIRES] = min(node[_DEADLINE], now + self._eaa)
             reads = self._reads
             reads.append(node)
-            if len(reads) >= _READ_BUFFER:
+            if len(reads) >= 128:  # _READ_BUFFER (a literal: no global lookup on a hit)
                 self._drain_locked()
-            return node[_VALUE]
+            return node[1]  # _VALUE
         self._misses += 1
         return default
 
@@ -995,6 +995,10 @@ class Cache(Generic[K, V]):
             if self._stamp and self._wants_refresh(node):
                 self._refresh_sync(key, node, loader)
             return cast(V, value)
+        return cast(V, self._load_sync(key, loader))
+
+    def _load_sync(self, key: Any, loader: Callable[[Any], Any]) -> Any:
+        """The miss half of :meth:`get_or_load_sync` (the lookup was counted already)."""
         cached_error = self._negative_hit(key)
         if cached_error is not None:
             raise cached_error

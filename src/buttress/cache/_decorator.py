@@ -25,7 +25,7 @@ _KW = _KwMark()
 
 def _default_key(*args: Any, **kwargs: Any) -> Hashable:
     if not kwargs:
-        return args if len(args) != 1 else (args[0],)
+        return args
     return (*args, _KW, *sorted(kwargs.items()))
 
 
@@ -67,12 +67,18 @@ def cached(
 
             return cast(Callable[P, R], async_wrapper)
 
+        get = cache.get
+        missing = _KW  # never a cached value
+
         @functools.wraps(fn)
         def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return cast(
-                R,
-                cache.get_or_load_sync(make_key(*args, **kwargs), lambda _k: fn(*args, **kwargs)),
-            )
+            key = make_key(*args, **kwargs)
+            if not cache._stamp:  # no refresh-ahead: a plain hit needs no loader
+                value = get(key, missing)
+                if value is not missing:
+                    return cast(R, value)
+                return cast(R, cache._load_sync(key, lambda _k: fn(*args, **kwargs)))
+            return cast(R, cache.get_or_load_sync(key, lambda _k: fn(*args, **kwargs)))
 
         return sync_wrapper
 
