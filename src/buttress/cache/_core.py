@@ -12,6 +12,12 @@ Layout (Caffeine's design, in Python):
 * A hill climber that moves capacity between window and main space every sample
   period, toward the split that gives the better hit ratio (recency-biased workloads
   grow the window, frequency-biased ones shrink it).
+* An LRU guard: a small LRU simulated over a spatial sample of the keys (1 in 8, of
+  ``max_size / 8`` entries, as in SHARDS) tells, over the same requests, whether plain
+  recency would have done better this period; when it clearly would (by a point and two
+  standard errors), the window grows by a quarter of the capacity. The climber alone
+  reacts to the period-to-period change of the hit ratio, which on phase-changing
+  workloads is mostly the workload's doing; the guard's paired comparison is not.
 * A heap of expiry deadlines with lazy deletion (no full scans).
 
 Hits do no reordering: ``get`` appends the node to a read buffer and the buffered reads
@@ -71,6 +77,13 @@ _RESTART_THRESHOLD = 0.05
 _ADMIT_HASHDOS_THRESHOLD = 6
 _CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
 _FREQ_CAP = 16  # a saturated 4-bit counter (15) plus the doorkeeper bit
+# The LRU guard (ours, not Caffeine's): see Cache._climb.
+_LRU_SAMPLING = 8  # the LRU guard samples 1 key in 8 (fewer for small caches)
+_LRU_MIN_SAMPLE = 256  # sampled requests needed for the guard to speak
+_LRU_MIN_SIZE = 256  # below, a sampled LRU is too small to be a reliable witness
+_LRU_MARGIN = 0.01  # LRU must win by a point
+_LRU_STEP = 0.25  # of the maximum
+_LRU_STREAK = 1  # periods in a row LRU must win before the guard acts
 
 
 # An entry is a plain list (cheaper to build than a slotted object): these are its fields.
@@ -209,6 +222,12 @@ class Cache(Generic[K, V]):
         "_load_failures",
         "_load_time",
         "_lock",
+        "_lru",
+        "_lru_cap",
+        "_lru_hits",
+        "_lru_misses",
+        "_lru_rate",
+        "_lru_streak",
         "_max",
         "_misses",
         "_negative",
@@ -223,6 +242,8 @@ class Cache(Generic[K, V]):
         "_reads",
         "_refresh_after",
         "_refreshes",
+        "_sampled_hits",
+        "_sampled_misses",
         "_seq",
         "_sketch",
         "_stamp",
@@ -294,6 +315,14 @@ class Cache(Generic[K, V]):
         self._prev_hit_rate = 0.0
         self._climb_hits = self._climb_misses = 0
         self._climb_period = max(int(_CLIMB_PERIOD * self._max), 16)
+        # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
+        # multiple of rate (spatial sampling), to tell when plain recency would do better.
+        self._lru_rate = max(1, min(_LRU_SAMPLING, self._max // 64))
+        self._lru_cap = max(1, self._max // self._lru_rate)
+        self._lru: OrderedDict[Any, None] = OrderedDict()
+        self._lru_hits = self._lru_misses = 0
+        self._sampled_hits = self._sampled_misses = 0  # ours, on the same sampled keys
+        self._lru_streak = 0  # consecutive periods LRU won
         self._hits = self._misses = self._evictions = self._expirations = 0
         self._load_count = self._load_failures = self._refreshes = 0
         self._load_time = 0.0
@@ -415,6 +444,9 @@ class Cache(Generic[K, V]):
                 self._weight += weight
                 self._window_weight += weight
                 self._climb_misses += 1
+                if slots[0] % self._lru_rate == 0:
+                    self._sampled_misses += 1
+                    self._lru_access(key)
                 if sketch.additions >= sketch.sample_size:
                     self._age()
             else:
@@ -603,11 +635,15 @@ class Cache(Generic[K, V]):
         self._hits += n
         self._climb_hits += n
         window, protected = self._window, self._protected
+        rate = self._lru_rate
         for node in batch:
             q = node[_QUEUE]
             if q == _REMOVED:
                 continue
             node[_FREQ] += 1
+            if node[5][0] % rate == 0:  # _SLOTS[0]: the key's hash
+                self._sampled_hits += 1
+                self._lru_access(node[0])
             if q == _WINDOW:
                 window.move_to_end(node[_KEY])
             elif q == _PROTECTED:
@@ -766,6 +802,17 @@ class Cache(Generic[K, V]):
             if events is not None:
                 events.append(CacheEvicted(self.name, evict[0], evict[1], "size"))
 
+    def _lru_access(self, key: Any) -> None:
+        lru = self._lru
+        if key in lru:
+            lru.move_to_end(key)
+            self._lru_hits += 1
+        else:
+            lru[key] = None
+            self._lru_misses += 1
+            if len(lru) > self._lru_cap:
+                lru.popitem(last=False)
+
     def _climb(self) -> None:
         """Caffeine's hill climber: every sample period, step the window size in the
         direction that improved the hit ratio (restart big steps when it changes a lot)."""
@@ -779,6 +826,23 @@ class Cache(Generic[K, V]):
             step = _STEP_PERCENT * self._max * (1 if amount >= 0 else -1)
         else:
             step = _STEP_DECAY * amount
+        lru_sample = self._lru_hits + self._lru_misses
+        if lru_sample >= _LRU_MIN_SAMPLE and self._max >= _LRU_MIN_SIZE:
+            # a paired comparison: both rates over the same sampled requests
+            lru_rate = self._lru_hits / lru_sample
+            ours = self._sampled_hits / max(self._sampled_hits + self._sampled_misses, 1)
+            self._sampled_hits = self._sampled_misses = 0
+            # LRU must win by a point, and by more than two standard errors
+            noise = 2.0 * math.sqrt(max(lru_rate * (1.0 - lru_rate), 0.01) / lru_sample)
+            self._lru_streak = (
+                self._lru_streak + 1 if lru_rate > ours + max(_LRU_MARGIN, noise) else 0
+            )
+            if self._lru_streak >= _LRU_STREAK:
+                # Plain LRU beat us over this period: recency dominates, grow the window
+                # in a big step and keep growing while it helps.
+                amount = max(amount, _LRU_STEP * self._max)
+                step = abs(step)
+            self._lru_hits = self._lru_misses = 0
         self._prev_hit_rate = hit_rate
         self._step = step
         self._climb_hits = self._climb_misses = 0
