@@ -92,11 +92,8 @@ _EXPIRES = 6  # min(deadline, last access + expire_after_access)
 _DEADLINE = 7  # write time + ttl
 _SCHEDULED = 8  # the deadline of this entry's live heap entry
 _WRITTEN, _LOADED_IN, _REFRESHING = 9, 10, 11
+_SAMPLED = 12  # whether the LRU guard samples this key
 _Node: TypeAlias = list[Any]
-
-
-def _node(key: Any, value: Any, slots: tuple[int, int, int, int, int], weight: int) -> _Node:
-    return [key, value, _WINDOW, 0, weight, slots, _INF, _INF, _INF, 0.0, 0.0, False]
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,14 +434,15 @@ class Cache(Generic[K, V]):
             if node is None:
                 sketch = self._sketch
                 slots, freq = sketch.record(key)
-                # a 12-field literal is faster than a slotted object (see _KEY...)
+                # a list literal is faster to build than a slotted object (fields: _KEY...)
                 node = [key, value, _WINDOW, freq, weight, slots, _INF, _INF, _INF, now]
-                node += (loaded_in, False)
+                sampled = slots[0] % self._lru_rate == 0
+                node += (loaded_in, False, sampled)
                 self._data[key] = self._window[key] = node
                 self._weight += weight
                 self._window_weight += weight
                 self._climb_misses += 1
-                if slots[0] % self._lru_rate == 0:
+                if sampled:
                     self._sampled_misses += 1
                     self._lru_access(key)
                 if sketch.additions >= sketch.sample_size:
@@ -635,13 +633,12 @@ class Cache(Generic[K, V]):
         self._hits += n
         self._climb_hits += n
         window, protected = self._window, self._protected
-        rate = self._lru_rate
         for node in batch:
             q = node[_QUEUE]
             if q == _REMOVED:
                 continue
             node[_FREQ] += 1
-            if node[5][0] % rate == 0:  # _SLOTS[0]: the key's hash
+            if node[12]:  # _SAMPLED
                 self._sampled_hits += 1
                 self._lru_access(node[0])
             if q == _WINDOW:
