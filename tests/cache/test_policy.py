@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import pytest
@@ -176,3 +177,40 @@ def test_bad_per_call_arguments() -> None:
     with pytest.raises(bt.ConfigError, match=r"weigher\(key, value\) must be an int >= 0, got -3"):
         cache.set("a", -3)
     assert "a" not in cache
+
+
+def _lru_ratio(trace: list[int], size: int) -> float:
+    od: OrderedDict[int, None] = OrderedDict()
+    hits = 0
+    for key in trace:
+        if key in od:
+            od.move_to_end(key)
+            hits += 1
+        else:
+            od[key] = None
+            if len(od) > size:
+                od.popitem(last=False)
+    return hits / len(trace)
+
+
+def test_recency_biased_phases_stay_close_to_lru() -> None:
+    """Working sets that shift every phase, reuse skewed to the most recent keys: the
+    LRU guard must grow the window until the cache is close to plain LRU."""
+    rng = random.Random(0)
+    trace: list[int] = []
+    base = 0
+    for _ in range(40):
+        working_set = range(base, base + 400)
+        base += 300
+        recent: list[int] = []
+        for _ in range(2500):
+            if recent and rng.random() < 0.8:
+                key = recent[-1 - min(int(rng.expovariate(1 / 60)), len(recent) - 1)]
+            else:
+                key = rng.choice(working_set)
+            recent.append(key)
+            trace.append(key)
+    cache: Cache[int, int] = Cache(512, random=random.Random(0))
+    ours = replay(cache, iter(trace))
+    assert ours >= _lru_ratio(trace, 512) - 0.02
+    assert cache.stats().window_max > 200
