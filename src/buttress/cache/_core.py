@@ -1217,7 +1217,9 @@ async def _wait(future: concurrent.futures.Future[Any]) -> Any:
             if mine.done():
                 return
             exc = done.exception()
-            if exc is not None:
+            if isinstance(exc, asyncio.CancelledError):
+                mine.cancel()  # the load's task was cancelled (its loop is shutting down)
+            elif exc is not None:
                 mine.set_exception(exc)
             else:
                 mine.set_result(done.result())
