@@ -2,7 +2,7 @@
 
 Layout (Caffeine's design, in Python):
 
-* ``_data``: key -> ``_Node`` (the one lookup a hit needs).
+* ``_data``: key -> entry (the one lookup a hit needs).
 * Three access-ordered queues, each an ``OrderedDict`` key -> node (C-level moves):
   the admission *window* (LRU), and the main space split into *probation* and
   *protected* (a segmented LRU). New entries enter the window; the window's LRU entries
@@ -20,9 +20,10 @@ Layout (Caffeine's design, in Python):
   workloads is mostly the workload's doing; the guard's paired comparison is not.
 * A heap of expiry deadlines with lazy deletion (no full scans).
 
-Hits do no reordering: ``get`` appends the node to a read buffer and the buffered reads
-are replayed (sketch increment + queue move) in batches under the lock, on the next write
-or when the buffer fills, as Caffeine does with its read buffers.
+Hits do no reordering: ``get`` appends the entry to a read buffer and the buffered reads
+are replayed (frequency count + queue move) in batches under the lock, on the next write
+or when the buffer fills, as Caffeine does with its read buffers. Entries are plain lists
+(see ``_KEY`` ... ``_SAMPLED``): cheaper to build than slotted objects.
 
 Thread safety of the lock-free ``get`` (GIL builds): ``dict.get``, ``list.append`` and
 attribute reads/writes are each atomic under the GIL. ``get`` only reads ``_data`` and
