@@ -231,6 +231,7 @@ class Cache(Generic[K, V]):
         "_negative",
         "_negative_ttl",
         "_now",
+        "_plain",
         "_prev_hit_rate",
         "_probation",
         "_protected",
@@ -327,6 +328,8 @@ class Cache(Generic[K, V]):
         self._writer = writer
         if writer is not None:
             writer._attach(self)
+        # set() takes _put_plain while nothing needs a clock, a weigher or a writer
+        self._plain = not self._timed and not self._stamp and weigher is None and writer is None
 
     def __repr__(self) -> str:
         return f"Cache(max_size={self._max}, ttl={self._ttl}, name={self.name!r})"
@@ -398,6 +401,9 @@ class Cache(Generic[K, V]):
 
             cache.set("config", cfg, ttl=60)
         """
+        if ttl is None and self._plain:
+            self._put_plain(key, value)
+            return
         life = self._ttl if ttl is None else v.seconds("ttl", ttl)
         writer = self._writer
         if writer is not None:
@@ -405,6 +411,50 @@ class Cache(Generic[K, V]):
         self._put(key, value, life)
 
     __setitem__ = set
+
+    def _put_plain(self, key: Any, value: Any) -> None:
+        """:meth:`_put` for the common configuration: no expiry, weigher, refresh or
+        writer (``_plain``); the same steps, minus every test they make unnecessary."""
+        events: list[Event] | None = [] if (self._listeners or GLOBAL_LISTENERS) else None
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._reads:
+                self._drain()
+            if self._flights:
+                flight = self._flights.pop(key, None)
+                if flight is not None:
+                    flight.stale = True
+            if self._negative:
+                self._negative.pop(key, None)
+            node = self._data.get(key)
+            if node is None:
+                sketch = self._sketch
+                slots, freq = sketch.record(key)
+                sampled = slots[0] % self._lru_rate == 0
+                node = [key, value, _WINDOW, freq, 1, slots, _INF, _INF, _INF, 0.0]
+                node += (0.0, False, sampled)
+                self._data[key] = self._window[key] = node
+                self._weight += 1
+                self._window_weight += 1
+                self._climb_misses += 1
+                if sampled:
+                    self._sampled_misses += 1
+                    self._lru_access(key)
+                if sketch.additions >= sketch.sample_size:
+                    self._age()
+                if self._weight > self._max or self._window_weight > self._window_max:
+                    self._evict(events)
+            else:
+                node[1] = value  # _VALUE
+                self._on_access(node)
+            if self._climb_hits + self._climb_misses >= self._climb_period:
+                self._climb()
+        finally:
+            lock.release()
+        if events:
+            for event in events:
+                emit(self._listeners, event)
 
     def _weigh(self, key: Any, value: Any) -> int:
         weigher = self._weigher
@@ -463,6 +513,7 @@ class Cache(Generic[K, V]):
                 node[_LOADED_IN] = loaded_in
             if timed:
                 self._timed = True
+                self._plain = False
                 deadline = _INF if life is None else now + life
                 node[_DEADLINE] = deadline
                 node[_EXPIRES] = deadline if self._eaa is None else min(deadline, now + self._eaa)
