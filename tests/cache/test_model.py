@@ -129,3 +129,40 @@ class WeightedModel(RuleBasedStateMachine):
 
 WeightedModel.TestCase.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)
 TestWeightedModel = WeightedModel.TestCase
+
+
+def test_threads_hammering_one_cache_keep_it_consistent() -> None:
+    """Lock-free hits racing writes, deletes and buffer drains from other threads."""
+    import threading
+
+    cache: Cache[int, int] = Cache(64, random=random.Random(3))
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(20_000):
+                key = rng.randrange(200)
+                roll = rng.random()
+                if roll < 0.7:
+                    value = cache.get(key)
+                    assert value is None or value == key
+                elif roll < 0.95:
+                    cache.set(key, key)
+                else:
+                    cache.delete(key)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    cache.cleanup()
+    assert len(cache) <= 64
+    queued = set(cache._window) | set(cache._probation) | set(cache._protected)
+    assert queued == set(cache._data)
+    s = cache.stats()
+    assert s.hits + s.misses > 0
