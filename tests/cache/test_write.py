@@ -181,3 +181,17 @@ def test_writer_options_are_validated() -> None:
     Cache(1, writer=writer)
     with pytest.raises(bt.ConfigError, match="writer must be a writer not already used"):
         Cache(1, writer=writer)
+
+
+async def test_loaded_value_that_cannot_be_written_fails_every_waiter(clock: FakeClock) -> None:
+    store = Store()
+    cache: Cache[str, int] = Cache(10, writer=WriteThrough(store, write_loaded=True), clock=clock)
+    store.fail = 1
+    with pytest.raises(CacheWriteError):
+        cache.get_or_load_sync("a", lambda k: 1)
+    assert "a" not in cache
+    store.fail = 1
+    with pytest.raises(CacheWriteError):
+        await cache.get_or_load("b", lambda k: 2)
+    assert await cache.get_or_load("b", lambda k: 3) == 3
+    assert store.data == {"b": 3}

@@ -1073,7 +1073,11 @@ class Cache(Generic[K, V]):
                         self._negative.popitem(last=False)
         if error is None:
             if not flight.stale:
-                self._put_loaded(key, value, elapsed)
+                try:
+                    self._put_loaded(key, value, elapsed)
+                except Exception as exc:  # a bad weight, a failed write-through
+                    flight.future.set_exception(exc)
+                    return
             flight.future.set_result(value)
         else:
             if isinstance(error, Exception) and (self._listeners or GLOBAL_LISTENERS):
@@ -1128,7 +1132,7 @@ class Cache(Generic[K, V]):
             self._finish(key, flight, None, exc, started)
             raise
         self._finish(key, flight, value, None, started)
-        return value
+        return cast(V, flight.future.result())  # raises if the value could not be stored
 
     async def get_or_load(self, key: K, loader: Callable[[K], Awaitable[V] | V]) -> V:
         """The cached value, or ``await loader(key)``'s result, cached.
