@@ -46,7 +46,7 @@ import math
 import random as _random
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeAlias, TypeVar, cast
@@ -247,6 +247,7 @@ class Cache(Generic[K, V]):
         "_sketch",
         "_stamp",
         "_step",
+        "_tasks",
         "_timed",
         "_ttl",
         "_weigher",
@@ -304,6 +305,7 @@ class Cache(Generic[K, V]):
         self._seq = itertools.count()
         self._timed = self._ttl is not None or self._eaa is not None
         self._flights: dict[Any, _Flight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._negative: OrderedDict[Any, _Negative] = OrderedDict()
         self._weight = self._window_weight = self._protected_weight = 0
         self._window_max = self._max - int(self._max * (1 - _INITIAL_WINDOW))
@@ -1162,8 +1164,15 @@ class Cache(Generic[K, V]):
             raise cached_error
         flight, leader = self._join(key, True)
         if leader:
-            asyncio.get_running_loop().create_task(self._run_load(key, flight, loader, None))
+            self._spawn(self._run_load(key, flight, loader, None))
         return cast(V, await _wait(flight.future))
+
+    def _spawn(self, load: Coroutine[Any, Any, None]) -> None:
+        """Run a load in its own task, referenced until done (the loop only keeps weak
+        references to tasks)."""
+        task = asyncio.get_running_loop().create_task(load)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run_load(
         self,
@@ -1197,7 +1206,7 @@ class Cache(Generic[K, V]):
         flight = self._start_refresh(key, node, True)
         if flight is not None:
             flight.future.add_done_callback(_consume)
-            asyncio.get_running_loop().create_task(self._run_load(key, flight, loader, node))
+            self._spawn(self._run_load(key, flight, loader, node))
 
     def _refresh_sync(self, key: Any, node: _Node, loader: Callable[[Any], Any]) -> None:
         flight = self._start_refresh(key, node, False)
