@@ -116,6 +116,11 @@ class CacheStats:
         weight: their total weight (``== size`` without a weigher).
         max_size: the capacity (entries, or total weight with a weigher).
         window_max: the admission window's current capacity (moved by hill climbing).
+
+    Example::
+
+        s = cache.stats()
+        metrics.gauge("cache.hit_ratio", s.hit_ratio, tags={"cache": s.name})
     """
 
     name: str
@@ -1232,6 +1237,10 @@ class Cache(Generic[K, V]):
 
         Raises:
             CacheWriteError: some writes still failed after the retries.
+
+        Example::
+
+            cache.flush()   # before a checkpoint: everything acknowledged is stored
         """
         if self._writer is not None:
             self._writer._flush()
@@ -1242,6 +1251,12 @@ class Cache(Generic[K, V]):
         Raises:
             CacheWriteError: write-behind entries could not be stored (they are in
                 ``pending``; nothing acknowledged is dropped silently).
+
+        Example::
+
+            with bt.Cache(10_000, writer=WriteBehind(store)) as cache:
+                serve(cache)
+            # closed: every queued write was stored, or CacheWriteError says which not
         """
         if self._writer is not None:
             self._writer._close()

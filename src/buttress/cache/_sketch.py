@@ -27,6 +27,13 @@ class FrequencySketch:
         capacity: the cache capacity it serves; the table has ``4 * w`` counters with
             ``w`` the next power of two >= ``capacity`` (at least 16), and it ages every
             ``10 * capacity`` increments.
+
+    Example::
+
+        sketch = FrequencySketch(1000)
+        slots, estimate = sketch.record("user:1")   # estimate == 1 (the doorkeeper)
+        sketch.increment(slots)
+        assert sketch.frequency(slots) == 2
     """
 
     __slots__ = ("_door", "_mask", "_table", "_width", "additions", "sample_size")

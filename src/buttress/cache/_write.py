@@ -69,7 +69,14 @@ def _default_backoff() -> Backoff:
 
 
 class CacheWriter:
-    """Base of :class:`WriteThrough` and :class:`WriteBehind` (not for direct use)."""
+    """Base of :class:`WriteThrough` and :class:`WriteBehind` (not for direct use): the
+    type of :class:`Cache`'s ``writer=`` option. ``store`` is the backing store.
+
+    Example::
+
+        def describe(writer: CacheWriter) -> str:
+            return f"{type(writer).__name__} to {writer.store!r}"
+    """
 
     __slots__ = ("_attempts", "_backoff", "_cache", "_on_load", "_rng", "store")
 
