@@ -1,0 +1,109 @@
+"""Expiry: ttl per cache and per entry, time to idle, no expired entry ever visible."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from buttress.cache import Cache, CacheEvicted
+from buttress.testing import FakeClock
+
+
+def test_ttl_per_cache_and_per_entry(clock: FakeClock) -> None:
+    cache: Cache[str, int] = Cache(100, ttl=10, clock=clock)
+    cache.set("a", 1)
+    cache.set("b", 2, ttl=timedelta(seconds=2))
+    cache.set("c", 3, ttl=30)
+    clock.advance(1.9)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, 2, 3)
+    clock.advance(0.1)
+    assert cache.get("b") is None
+    assert "b" not in cache
+    assert sorted(cache) == ["a", "c"]
+    assert len(cache) == 2
+    clock.advance(8)
+    assert cache.get("a") is None
+    assert list(cache.items()) == [("c", 3)]
+    clock.advance(20)
+    assert len(cache) == 0
+    assert cache.stats().expirations == 3
+
+
+def test_rewrite_resets_the_deadline(clock: FakeClock) -> None:
+    cache: Cache[str, int] = Cache(10, ttl=5, clock=clock)
+    cache.set("k", 1)
+    clock.advance(4)
+    cache.set("k", 2)
+    clock.advance(4)
+    assert cache.get("k") == 2
+    clock.advance(1)
+    assert cache.get("k") is None
+
+
+def test_shorter_ttl_on_rewrite_wins(clock: FakeClock) -> None:
+    cache: Cache[str, int] = Cache(10, ttl=100, clock=clock)
+    cache.set("k", 1)
+    cache.set("k", 2, ttl=1)
+    clock.advance(1)
+    assert len(cache) == 0
+
+
+def test_no_ttl_entry_in_a_timed_cache_never_expires(clock: FakeClock) -> None:
+    cache: Cache[str, int] = Cache(10, clock=clock)
+    cache.set("short", 1, ttl=1)
+    cache.set("forever", 2)
+    clock.advance(10_000)
+    assert list(cache) == ["forever"]
+
+
+def test_expire_after_access_is_a_time_to_idle(clock: FakeClock) -> None:
+    cache: Cache[str, int] = Cache(10, expire_after_access=2, clock=clock)
+    cache.set("k", 1)
+    for _ in range(10):
+        clock.advance(1.5)
+        assert cache.get("k") == 1
+    clock.advance(2)
+    assert cache.get("k") is None
+    assert len(cache) == 0
+
+
+def test_ttl_caps_time_to_idle(clock: FakeClock) -> None:
+    cache: Cache[str, int] = Cache(10, ttl=5, expire_after_access=2, clock=clock)
+    cache.set("k", 1)
+    for _ in range(3):
+        clock.advance(1.5)
+        assert cache.get("k") == 1
+    clock.advance(0.5)  # t = 5: the write deadline, though it was read at 4.5
+    assert cache.get("k") is None
+
+
+def test_expiry_events_and_no_heap_growth(clock: FakeClock) -> None:
+    seen: list[CacheEvicted] = []
+    cache: Cache[int, int] = Cache(1000, ttl=1, clock=clock, listeners=[seen.append])
+    for i in range(10):
+        cache.set(i, i)
+    clock.advance(1)
+    assert len(cache) == 0
+    assert sorted(e.key for e in seen) == list(range(10))
+    assert {e.cause for e in seen} == {"expired"}
+    for round_ in range(200):  # rewrites with earlier deadlines leave stale heap entries
+        for i in range(10):
+            cache.set(i, round_, ttl=1 + (200 - round_) / 1000)
+    assert len(cache._heap) <= 2 * len(cache) + 64
+
+
+def test_ttl_zero_keeps_nothing_visible(clock: FakeClock) -> None:
+    cache: Cache[str, int] = Cache(10, ttl=0, clock=clock)
+    cache.set("k", 1)
+    assert cache.get("k") is None
+    assert len(cache) == 0
+
+
+def test_size_eviction_event(clock: FakeClock) -> None:
+    seen: list[CacheEvicted] = []
+    cache: Cache[int, int] = Cache(5, listeners=[seen.append])
+    for i in range(20):
+        cache.set(i, i)
+    assert len(cache) == 5
+    assert len(seen) == 15
+    assert {e.cause for e in seen} == {"size"}
+    assert cache.stats().evictions == 15

@@ -1,0 +1,216 @@
+"""The eviction policy: TinyLFU admission, scan resistance, the adaptive window."""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import pytest
+
+import buttress as bt
+from buttress.cache import Cache, CacheStats, FrequencySketch
+
+
+def replay(cache: Cache[int, int], trace: Iterator[int]) -> float:
+    hits = total = 0
+    for key in trace:
+        total += 1
+        if cache.get(key) is None:
+            cache.set(key, key)
+        else:
+            hits += 1
+    return hits / total
+
+
+def test_hot_set_survives_a_scan() -> None:
+    cache: Cache[int, int] = Cache(100, random=random.Random(0))
+    hot = list(range(50))
+    for _ in range(20):
+        for key in hot:
+            if cache.get(key) is None:
+                cache.set(key, key)
+    rng = random.Random(3)
+    hot_hits = 0
+    for key in range(1000, 21_000):  # a one-pass scan, 200x the cache, amid hot reads
+        if cache.get(key) is None:
+            cache.set(key, key)
+        h = rng.choice(hot)
+        if cache.get(h) is None:
+            cache.set(h, h)
+        else:
+            hot_hits += 1
+    assert hot_hits / 20_000 > 0.9  # LRU would keep about half of the hot set
+    assert sum(1 for key in hot if key in cache) >= 45
+
+
+def test_window_grows_on_a_recency_trace() -> None:
+    """Each key is used a few times within a short span, then never again: LRU's
+    favourite. The climber must move capacity to the window."""
+    cache: Cache[int, int] = Cache(200, random=random.Random(0))
+    start = cache.stats().window_max
+    rng = random.Random(1)
+
+    def trace() -> Iterator[int]:
+        for i in range(60_000):
+            yield i // 4 + rng.randrange(150)  # a sliding working set of ~150 keys
+
+    replay(cache, trace())
+    assert cache.stats().window_max > start * 5
+
+
+def test_window_shrinks_on_a_frequency_trace() -> None:
+    """After a recency phase grew the window, a skewed static popularity drowned in
+    one-off keys (frequency wins, recency is noise) makes the climber shrink it."""
+    cache: Cache[int, int] = Cache(200, random=random.Random(0))
+    rng = random.Random(1)
+    replay(cache, (i // 4 + rng.randrange(150) for i in range(60_000)))
+    grown = cache.stats().window_max
+
+    def trace() -> Iterator[int]:
+        for _ in range(150_000):
+            if rng.random() < 0.3:
+                yield int(rng.paretovariate(1.2)) % 300
+            else:
+                yield rng.randrange(10**9)
+
+    replay(cache, trace())
+    assert cache.stats().window_max < grown * 0.75
+
+
+def test_beats_lru_on_a_loop() -> None:
+    """A loop slightly larger than the cache: LRU gets nothing, TinyLFU keeps most."""
+    cache: Cache[int, int] = Cache(100, random=random.Random(0))
+    ratio = replay(cache, (i % 120 for i in range(50_000)))
+    assert ratio > 0.5
+
+
+def test_sketch_counts_and_ages() -> None:
+    sketch = FrequencySketch(64)
+    a, b = sketch.slots("a"), sketch.slots("b")
+    for _ in range(5):
+        sketch.increment(a)
+    sketch.increment(b)
+    assert sketch.frequency(a) >= 5
+    assert sketch.frequency(b) == 1  # only the doorkeeper
+    for _ in range(30):
+        sketch.increment(a)
+    assert sketch.frequency(a) == 16  # saturated counter + doorkeeper
+    sketch.age()
+    assert sketch.frequency(a) == 7
+    assert sketch.frequency(b) == 0
+
+
+def test_stats_snapshot() -> None:
+    cache: Cache[str, int] = Cache(10, name="users")
+    cache.set("a", 1)
+    cache.get("a")
+    cache.get("a")
+    cache.get("b")
+    s = cache.stats()
+    assert isinstance(s, CacheStats)
+    assert (s.name, s.hits, s.misses, s.size, s.max_size) == ("users", 2, 1, 1, 10)
+    assert s.hit_ratio == pytest.approx(2 / 3)
+    with pytest.raises(AttributeError):
+        s.hits = 3  # type: ignore[misc]
+
+
+def test_mapping_api() -> None:
+    cache: Cache[str, int] = Cache(10)
+    cache["a"] = 1
+    assert cache["a"] == 1
+    assert cache.pop("a") == 1
+    assert cache.pop("a", 5) == 5
+    with pytest.raises(KeyError):
+        cache["a"]
+    with pytest.raises(KeyError):
+        del cache["a"]
+    cache["b"] = 2
+    cache.clear()
+    assert len(cache) == 0
+    assert cache.get("b") is None
+
+
+def test_max_size_zero_keeps_nothing() -> None:
+    cache: Cache[str, int] = Cache(0)
+    cache.set("a", 1)
+    assert cache.get("a") is None
+    assert len(cache) == 0
+
+
+def test_entry_heavier_than_the_cache_is_not_kept() -> None:
+    cache: Cache[str, str] = Cache(10, weigher=lambda k, v: len(v))
+    cache.set("small", "x" * 3)
+    cache.set("huge", "x" * 11)
+    assert cache.get("huge") is None
+    assert cache.get("small") == "xxx"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_size": -1}, "max_size must be an int >= 0, got -1"),
+        ({"max_size": 1.5}, "max_size must be an int >= 0, got 1.5"),
+        ({"ttl": -1}, "ttl must be a duration >= 0 seconds, got -1"),
+        ({"expire_after_access": "x"}, "expire_after_access must be a duration"),
+        ({"refresh_after": -2}, "refresh_after must be a duration"),
+        ({"early_expiration": 0}, "early_expiration must be a number in (0, inf)"),
+        ({"negative_ttl": float("nan")}, "negative_ttl must be"),
+        ({"weigher": 3}, "weigher must be a callable or None, got 3"),
+        ({"writer": object()}, "writer must be a WriteThrough, a WriteBehind or None"),
+        ({"clock": 1}, "clock must be a Clock"),
+        ({"random": 1}, "random must be a random.Random or None, got 1"),
+        ({"name": ""}, "name must be a non-empty str or None"),
+        ({"listeners": [1]}, "listeners must be an iterable of callables"),
+    ],
+)
+def test_bad_options(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(bt.ConfigError) as info:
+        Cache(**kwargs)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def test_bad_per_call_arguments() -> None:
+    cache: Cache[str, int] = Cache(10, weigher=lambda k, v: v)
+    with pytest.raises(bt.ConfigError, match="ttl must be a duration >= 0 seconds, got -1"):
+        cache.set("a", 1, ttl=-1)
+    with pytest.raises(bt.ConfigError, match=r"weigher\(key, value\) must be an int >= 0, got -3"):
+        cache.set("a", -3)
+    assert "a" not in cache
+
+
+def _lru_ratio(trace: list[int], size: int) -> float:
+    od: OrderedDict[int, None] = OrderedDict()
+    hits = 0
+    for key in trace:
+        if key in od:
+            od.move_to_end(key)
+            hits += 1
+        else:
+            od[key] = None
+            if len(od) > size:
+                od.popitem(last=False)
+    return hits / len(trace)
+
+
+def test_recency_biased_phases_stay_close_to_lru() -> None:
+    """Working sets that shift every phase, reuse skewed to the most recent keys: the
+    LRU guard must grow the window until the cache is close to plain LRU."""
+    rng = random.Random(0)
+    trace: list[int] = []
+    base = 0
+    for _ in range(40):
+        working_set = range(base, base + 400)
+        base += 300
+        recent: list[int] = []
+        for _ in range(2500):
+            if recent and rng.random() < 0.8:
+                key = recent[-1 - min(int(rng.expovariate(1 / 60)), len(recent) - 1)]
+            else:
+                key = rng.choice(working_set)
+            recent.append(key)
+            trace.append(key)
+    cache: Cache[int, int] = Cache(512, random=random.Random(0))
+    ours = replay(cache, iter(trace))
+    assert ours >= _lru_ratio(trace, 512) - 0.02
+    assert cache.stats().window_max > 200
