@@ -21,6 +21,10 @@ FILES = [
         ROOT / "src/buttress/stores/redis/_async.py",
         ROOT / "src/buttress/stores/redis/_sync.py",
     ),
+    (
+        ROOT / "src/buttress/cache/_redis_async.py",
+        ROOT / "src/buttress/cache/_redis_sync.py",
+    ),
 ]
 
 # (pattern, replacement), applied in order to every line.
@@ -28,6 +32,10 @@ SUBSTITUTIONS = [
     (r"\bfrom redis\.asyncio import\b", "from redis import"),
     (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsyncRedisOps\b", "SyncRedisOps"),
+    (r"\bAsyncCacheCore\b", "SyncCacheCore"),
+    (r"\bAsyncLoader\b", "SyncLoader"),
+    (r"\bAsyncWait\b", "SyncWait"),
+    (r"\bguard\.call\(", "guard.call_sync("),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
     (r"\basync for\b", "for"),
