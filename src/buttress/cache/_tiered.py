@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -189,7 +190,11 @@ class TieredCache:
         self._core: AsyncCacheCore = core
         self._flights = Flights()
         self._wakeups: dict[str, asyncio.Event] = {}
-        self._gen = 0  # bumped by every invalidation: a read that saw it move stores nothing
+        # Every invalidation bumps _gen and is remembered in _recent (the last 1024):
+        # a read stores its result locally only if no invalidation of its key (or of
+        # everything) arrived while it was in flight. See _unchanged.
+        self._gen = 0
+        self._recent: deque[tuple[int, str | None]] = deque(maxlen=1024)
         self._subscribed = False
         self._ever_subscribed = False
         self._ready: asyncio.Event | None = None
@@ -296,7 +301,7 @@ class TieredCache:
         # Messages sent before this point (or while the connection was down) were not
         # seen: nothing in the local tier can be trusted. (redis-py may reconnect and
         # resubscribe by itself; its confirmation arrives here too.)
-        self._gen += 1
+        self._bump(None)
         self.local.clear()
         if self._ever_subscribed:
             self._flushes += 1
@@ -315,7 +320,7 @@ class TieredCache:
         mine = origin == self._shared.origin
         if kind == "*":
             if not mine:
-                self._gen += 1
+                self._bump(None)
                 self._invalidations += 1
                 self.local.clear()
                 self._flushes += 1
@@ -325,7 +330,7 @@ class TieredCache:
             self._wakeups.clear()
             return
         if kind == "i" and not mine:
-            self._gen += 1
+            self._bump(key)
             self._invalidations += 1
             self.local.delete(key)
         waiting = self._wakeups.pop(key, None)
@@ -342,6 +347,24 @@ class TieredCache:
         except TimeoutError:
             if self._wakeups.get(key) is event:
                 del self._wakeups[key]
+
+    def _bump(self, key: str | None) -> None:
+        """Record an invalidation of ``key`` (``None``: of everything)."""
+        self._gen += 1
+        self._recent.append((self._gen, key))
+
+    def _unchanged(self, gen: int, key: str) -> bool:
+        """Whether nothing invalidated ``key`` since ``_gen`` was ``gen``."""
+        now = self._gen
+        if now == gen:
+            return True
+        recent = self._recent
+        if now - gen > len(recent):
+            return False  # too many to tell: assume the worst
+        for index in range(len(recent) - 1, len(recent) - 1 - (now - gen), -1):
+            if recent[index][1] is None or recent[index][1] == key:
+                return False
+        return True
 
     def _emit(self, event: Any) -> None:
         if self._listeners or GLOBAL_LISTENERS:
@@ -389,7 +412,7 @@ class TieredCache:
             return default
         if value is MISSING:
             return default
-        if gen == self._gen:
+        if self._unchanged(gen, bkey):
             self.local.set(bkey, value, self.local_ttl)
         return value
 
@@ -412,17 +435,17 @@ class TieredCache:
         try:
             await self._core.write(bkey, data, ttl_ms)
         except DeadlineExceededError:
-            self._gen += 1
+            self._bump(bkey)
             self.local.delete(bkey)
             raise
         except STORE_FAILURES as exc:
-            self._gen += 1
+            self._bump(bkey)
             self.local.delete(bkey)
             self._fallback(exc)
             if self.on_store_error == "local":
                 self.local.set(bkey, value, local_ttl)
             return
-        self._gen += 1
+        self._bump(bkey)
         self.local.set(bkey, value, local_ttl)
 
     async def delete(self, key: str) -> bool:
@@ -435,7 +458,7 @@ class TieredCache:
         """
         bkey = bounded(key)
         self._ensure_listener()
-        self._gen += 1
+        self._bump(bkey)
         self.local.delete(bkey)
         try:
             return await self._core.write(bkey, None, 0) > 0
@@ -446,7 +469,7 @@ class TieredCache:
             self._emit(StoreFellBack(self.name, self.on_store_error, exc))
             raise exc if isinstance(exc, StoreError) else StoreError(repr(exc)) from exc
         finally:
-            self._gen += 1  # a read that started before the write must not store its result
+            self._bump(bkey)  # a read that started before the write must not store its result
 
     async def clear(self) -> int:
         """Empty the local tier, Redis's entries of this namespace and every other
@@ -456,7 +479,7 @@ class TieredCache:
             StoreError: Redis failed (whatever ``on_store_error`` says).
         """
         self._ensure_listener()
-        self._gen += 1
+        self._bump(None)
         self.local.clear()
         try:
             return await self._core.clear()
@@ -467,7 +490,7 @@ class TieredCache:
             self._emit(StoreFellBack(self.name, self.on_store_error, exc))
             raise exc if isinstance(exc, StoreError) else StoreError(repr(exc)) from exc
         finally:
-            self._gen += 1
+            self._bump(None)
 
     async def get_or_load(
         self,
@@ -514,9 +537,9 @@ class TieredCache:
             self._fallback(exc)
             value = await loader()
             self._shared.loads += 1
-            if self.on_store_error == "local" and gen == self._gen:
+            if self.on_store_error == "local" and self._unchanged(gen, key):
                 self.local.set(key, value, local_ttl)
             return value
-        if gen == self._gen:
+        if self._unchanged(gen, key):
             self.local.set(key, value, local_ttl)
         return value
