@@ -250,8 +250,7 @@ def _stampede() -> Suite:
     suite = Suite(
         name="cache-redis-stampede",
         title=(
-            f"Cold-key stampede: {STAMPEDE} concurrent misses, "
-            f"{LOAD_SECONDS * 1000:.0f} ms loader"
+            f"Cold-key stampede: {STAMPEDE} concurrent misses, {LOAD_SECONDS * 1000:.0f} ms loader"
         ),
         kind="async",
         description=(
