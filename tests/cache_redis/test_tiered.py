@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import buttress as bt
-from buttress.cache import LocalTier, RedisCache, TieredCache
+from buttress.cache import Cache, LocalTier, RedisCache, TieredCache
 from buttress.testing import FakeClock
 
 from ..servers import RedisServer
@@ -43,8 +43,10 @@ async def eventually(check: Callable[[], Any], seconds: float = 3.0) -> None:
 
 
 async def test_near_hit_after_first_read(tiered: Factory) -> None:
-    """The first get reads Redis, the second is answered by the local tier."""
+    """The first get reads Redis, the second is answered by the local tier (a bt.Cache
+    by default)."""
     cache = tiered(fresh_name())
+    assert isinstance(cache.local, Cache)
     assert await cache.start()
     await cache.set("k", {"v": 1})
     assert await cache.get("k") == {"v": 1}

@@ -1,13 +1,42 @@
-"""Caches: the Redis-backed tier (RedisCache, TieredCache) and its codecs."""
+"""An in-process cache that approaches the optimum: adaptive W-TinyLFU (Caffeine's
+design), expiry without scans, single-flight loading with refresh-ahead, and
+write-through/write-behind to a backing store. See ``docs/cache.md``.
+
+Example::
+
+    from buttress.cache import Cache, cached
+
+    users = Cache(max_size=50_000, ttl=300)
+
+    @cached(users)
+    async def fetch_user(uid: int) -> User: ...
+"""
 
 from ._codec import Codec, JsonCodec, PickleCodec
+from ._core import Cache, CacheStats
+from ._decorator import cached
+from ._errors import CacheError, CacheWriteError
+from ._events import CacheEvicted, CacheLoadFailed, CacheWriteFailed
 from ._local import LocalTier
 from ._redis import RedisCache, RedisCacheStats
 from ._redis_events import NearCacheFlushed
+from ._sketch import FrequencySketch
 from ._tiered import TieredCache, TieredCacheStats
+from ._write import DELETED, BackingStore, CacheWriter, WriteBehind, WriteThrough
 
 __all__ = [
+    "DELETED",
+    "BackingStore",
+    "Cache",
+    "CacheError",
+    "CacheEvicted",
+    "CacheLoadFailed",
+    "CacheStats",
+    "CacheWriteError",
+    "CacheWriteFailed",
+    "CacheWriter",
     "Codec",
+    "FrequencySketch",
     "JsonCodec",
     "LocalTier",
     "NearCacheFlushed",
@@ -16,4 +45,7 @@ __all__ = [
     "RedisCacheStats",
     "TieredCache",
     "TieredCacheStats",
+    "WriteBehind",
+    "WriteThrough",
+    "cached",
 ]

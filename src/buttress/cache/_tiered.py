@@ -17,8 +17,9 @@ from .._errors import DeadlineExceededError, StoreError
 from .._events import GLOBAL_LISTENERS, Listener, StoreFellBack, emit
 from .._policy import next_index
 from ._codec import Codec
+from ._core import Cache
 from ._flight import Flights
-from ._local import LocalTier, SimpleLocalTier
+from ._local import LocalTier
 from ._redis import RedisCache, RedisCacheStats
 from ._redis_async import AsyncCacheCore
 from ._redis_events import NearCacheFlushed
@@ -50,11 +51,7 @@ class TieredCacheStats:
 
 
 def _default_local(size: int, clock: Clock) -> LocalTier:
-    try:
-        from ._cache import Cache  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return SimpleLocalTier(size, clock)
-    return Cache(max_size=size, clock=clock)  # type: ignore[no-any-return,unused-ignore]
+    return Cache(max_size=size, clock=clock)
 
 
 class TieredCache:
@@ -182,7 +179,7 @@ class TieredCache:
         elif not isinstance(local, LocalTier):
             raise v.fail("local", "a LocalTier (get, set, delete, clear) or None", local)
         self.local = local
-        self._client = client
+        self._client: Any = client
         self._shared = self.remote._shared
         self._shared.mode = self.on_store_error  # fill failures are reported in our mode
         core = self.remote._async
@@ -283,7 +280,7 @@ class TieredCache:
             except asyncio.CancelledError:
                 self._subscribed = False
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                    await asyncio.shield(pubsub.aclose())
                 raise
             except Exception:
                 # The connection is gone (or redis-py gave up reconnecting): messages may
@@ -291,7 +288,7 @@ class TieredCache:
                 pass
             self._subscribed = False
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             if self._closed:
                 return
             await asyncio.sleep(pause)

@@ -1,0 +1,1131 @@
+"""The in-process cache: adaptive W-TinyLFU with expiry, loading and write policies.
+
+Layout (Caffeine's design, in Python):
+
+* ``_data``: key -> ``_Node`` (the one lookup a hit needs).
+* Three access-ordered queues, each an ``OrderedDict`` key -> node (C-level moves):
+  the admission *window* (LRU), and the main space split into *probation* and
+  *protected* (a segmented LRU). New entries enter the window; the window's LRU entries
+  become candidates for the main space, admitted by TinyLFU only when the sketch says
+  they are used more often than probation's LRU victim.
+* A :class:`~buttress.cache._sketch.FrequencySketch` (count-min, doorkeeper, aging).
+* A hill climber that moves capacity between window and main space every sample
+  period, toward the split that gives the better hit ratio (recency-biased workloads
+  grow the window, frequency-biased ones shrink it).
+* A heap of expiry deadlines with lazy deletion (no full scans).
+
+Hits do no reordering: ``get`` appends the node to a read buffer and the buffered reads
+are replayed (sketch increment + queue move) in batches under the lock, on the next write
+or when the buffer fills, as Caffeine does with its read buffers.
+
+Thread safety of the lock-free ``get`` (GIL builds): ``dict.get``, ``list.append`` and
+attribute reads/writes are each atomic under the GIL. ``get`` only reads ``_data`` and
+the node, and appends to the read buffer; every structural change happens under
+``_lock``. A hit racing an eviction may return the value being evicted (it was present
+when looked up: the read linearises before the eviction). The drain takes a prefix of
+the buffer with ``buf[:n]`` / ``del buf[:n]``, so a concurrent append is never lost.
+Counters updated without the lock (``_misses``) may undercount under heavy thread
+contention; they only feed statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+import inspect
+import itertools
+import math
+import random as _random
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, TypeAlias, TypeVar, cast
+
+from .. import _validate as v
+from .._clock import Clock, resolve
+from .._events import GLOBAL_LISTENERS, Event, Listener, emit
+from .._policy import next_index
+from ._errors import CacheError
+from ._events import CacheEvicted, CacheLoadFailed
+from ._sketch import FrequencySketch
+from ._write import CacheWriter
+
+__all__ = ["Cache", "CacheStats"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_WINDOW, _PROBATION, _PROTECTED, _REMOVED = 0, 1, 2, -1
+_READ_BUFFER = 128
+_INF = math.inf
+
+# Caffeine's tuning constants.
+_INITIAL_WINDOW = 0.01  # of the maximum
+_PROTECTED_SHARE = 0.80  # of the main space
+_STEP_PERCENT = 0.0625  # hill climber step, of the maximum
+_STEP_DECAY = 0.98
+_RESTART_THRESHOLD = 0.05
+_ADMIT_HASHDOS_THRESHOLD = 6
+_FREQ_CAP = 16  # a saturated 4-bit counter (15) plus the doorkeeper bit
+
+
+# An entry is a plain list (cheaper to build than a slotted object): these are its fields.
+_KEY, _VALUE, _QUEUE, _FREQ, _WEIGHT, _SLOTS = 0, 1, 2, 3, 4, 5
+_EXPIRES = 6  # min(deadline, last access + expire_after_access)
+_DEADLINE = 7  # write time + ttl
+_SCHEDULED = 8  # the deadline of this entry's live heap entry
+_WRITTEN, _LOADED_IN, _REFRESHING = 9, 10, 11
+_Node: TypeAlias = list[Any]
+
+
+def _node(key: Any, value: Any, slots: tuple[int, int, int, int, int], weight: int) -> _Node:
+    return [key, value, _WINDOW, 0, weight, slots, _INF, _INF, _INF, 0.0, 0.0, False]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """A snapshot of a cache's counters (:meth:`Cache.stats`).
+
+    Attributes:
+        name: the cache's name.
+        hits: ``get``/``get_or_load`` calls that found a live entry.
+        misses: calls that did not.
+        hit_ratio: ``hits / (hits + misses)``, ``0.0`` before any request.
+        evictions: entries dropped by the size policy.
+        expirations: entries dropped because their time ran out.
+        load_count: loader calls that finished (success or failure).
+        load_failures: loader calls that raised.
+        load_time: total seconds spent in loaders (by the cache's clock).
+        refreshes: refresh-ahead loads started.
+        size: live entries (expired ones that were not yet removed included).
+        weight: their total weight (``== size`` without a weigher).
+        max_size: the capacity (entries, or total weight with a weigher).
+        window_max: the admission window's current capacity (moved by hill climbing).
+    """
+
+    name: str
+    hits: int
+    misses: int
+    hit_ratio: float
+    evictions: int
+    expirations: int
+    load_count: int
+    load_failures: int
+    load_time: float
+    refreshes: int
+    size: int
+    weight: int
+    max_size: int
+    window_max: int
+
+
+class _Flight:
+    """One load in progress; waiters share ``future``."""
+
+    __slots__ = ("future", "stale")
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.stale = False
+
+
+class _Negative:
+    __slots__ = ("exception", "until")
+
+    def __init__(self, exception: BaseException, until: float) -> None:
+        self.exception = exception
+        self.until = until
+
+
+_MISSING: Any = object()
+
+
+class Cache(Generic[K, V]):
+    """A bounded in-process cache with the adaptive W-TinyLFU policy (Caffeine's design).
+
+    Args:
+        max_size: capacity: entries, or total weight with ``weigher``. Default 10_000.
+            ``0`` keeps nothing.
+        ttl: time to live after each write, seconds or ``timedelta``; ``None`` (the
+            default) never expires. ``set(..., ttl=)`` overrides it per entry.
+        weigher: ``weigher(key, value) -> int >= 0``, the weight of an entry. Default:
+            every entry weighs 1.
+        expire_after_access: also expire an entry this long after its last read or
+            write (time to idle). Default ``None``.
+        refresh_after: with ``get_or_load``, an entry older than this is reloaded in the
+            background while the old value keeps being served (one refresh per key).
+            Default ``None``.
+        early_expiration: XFetch's ``beta`` (> 0): ``get_or_load`` refreshes an entry
+            early with a probability that rises as its deadline nears, scaled by how
+            long its last load took (``beta=1`` is the paper's default). Default
+            ``None`` (off).
+        negative_ttl: with ``get_or_load``, keep a loader's exception this long and raise
+            it again without calling the loader. Default ``None``: errors are never cached.
+        writer: write-through or write-behind to a backing store
+            (:class:`~buttress.cache.WriteThrough`, :class:`~buttress.cache.WriteBehind`).
+            Default ``None``.
+        clock: the time source. Default: the system clock.
+        random: the random source (admission tie-breaks, XFetch). Default: a new one.
+        name: for events and stats. Default ``"cache-N"``.
+        listeners: event listeners (:class:`~buttress.cache.CacheEvicted`,
+            :class:`~buttress.cache.CacheLoadFailed`,
+            :class:`~buttress.cache.CacheWriteFailed`).
+
+    Raises:
+        ConfigError: an argument is out of range.
+
+    ``get`` of a present key takes no lock and does no reordering (see the module notes);
+    the sync API is thread-safe and the async one task-safe.
+
+    Example::
+
+        users = bt.Cache(max_size=50_000, ttl=300)
+        user = users.get(uid)
+        if user is None:
+            user = await users.get_or_load(uid, fetch_user)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_climb_hits",
+        "_climb_misses",
+        "_clock",
+        "_data",
+        "_eaa",
+        "_early",
+        "_evictions",
+        "_expirations",
+        "_flights",
+        "_heap",
+        "_hits",
+        "_listeners",
+        "_load_count",
+        "_load_failures",
+        "_load_time",
+        "_lock",
+        "_max",
+        "_misses",
+        "_negative",
+        "_negative_ttl",
+        "_now",
+        "_prev_hit_rate",
+        "_probation",
+        "_protected",
+        "_protected_max",
+        "_protected_weight",
+        "_random",
+        "_reads",
+        "_refresh_after",
+        "_refreshes",
+        "_seq",
+        "_sketch",
+        "_stamp",
+        "_step",
+        "_timed",
+        "_ttl",
+        "_weigher",
+        "_weight",
+        "_window",
+        "_window_max",
+        "_window_weight",
+        "_writer",
+        "name",
+    )
+
+    def __init__(
+        self,
+        max_size: int = 10_000,
+        ttl: float | timedelta | None = None,
+        *,
+        weigher: Callable[[K, V], int] | None = None,
+        expire_after_access: float | timedelta | None = None,
+        refresh_after: float | timedelta | None = None,
+        early_expiration: float | None = None,
+        negative_ttl: float | timedelta | None = None,
+        writer: CacheWriter | None = None,
+        clock: Clock | None = None,
+        random: _random.Random | None = None,
+        name: str | None = None,
+        listeners: tuple[Listener, ...] | list[Listener] = (),
+    ) -> None:
+        self._max = v.integer("max_size", max_size, minimum=0)
+        self._ttl = v.optional_seconds("ttl", ttl)
+        self._weigher = v.optional_callable("weigher", weigher)
+        self._eaa = v.optional_seconds("expire_after_access", expire_after_access)
+        self._refresh_after = v.optional_seconds("refresh_after", refresh_after)
+        self._early = (
+            None
+            if early_expiration is None
+            else v.number("early_expiration", early_expiration, low=0, low_open=True)
+        )
+        self._negative_ttl = v.optional_seconds("negative_ttl", negative_ttl)
+        self._stamp = self._refresh_after is not None or self._early is not None
+        if writer is not None and not isinstance(writer, CacheWriter):
+            raise v.fail("writer", "a WriteThrough, a WriteBehind or None", writer)
+        self._clock = resolve(clock)
+        self._now = self._clock.monotonic
+        self._random = v.rng(random)
+        self.name = v.name_of(name, "cache", lambda: next_index("cache"))
+        self._listeners = v.listeners(listeners)
+        self._lock = threading.Lock()
+        self._data: dict[Any, _Node] = {}
+        self._window: OrderedDict[Any, _Node] = OrderedDict()
+        self._probation: OrderedDict[Any, _Node] = OrderedDict()
+        self._protected: OrderedDict[Any, _Node] = OrderedDict()
+        self._reads: list[_Node] = []
+        self._sketch = FrequencySketch(self._max)
+        self._heap: list[tuple[float, int, _Node]] = []
+        self._seq = itertools.count()
+        self._timed = self._ttl is not None or self._eaa is not None
+        self._flights: dict[Any, _Flight] = {}
+        self._negative: OrderedDict[Any, _Negative] = OrderedDict()
+        self._weight = self._window_weight = self._protected_weight = 0
+        self._window_max = self._max - int(self._max * (1 - _INITIAL_WINDOW))
+        if self._max > 0 and self._window_max < 1:
+            self._window_max = 1
+        self._protected_max = int((self._max - self._window_max) * _PROTECTED_SHARE)
+        self._step = -_STEP_PERCENT * self._max
+        self._prev_hit_rate = 0.0
+        self._climb_hits = self._climb_misses = 0
+        self._hits = self._misses = self._evictions = self._expirations = 0
+        self._load_count = self._load_failures = self._refreshes = 0
+        self._load_time = 0.0
+        self._writer = writer
+        if writer is not None:
+            writer._attach(self)
+
+    def __repr__(self) -> str:
+        return f"Cache(max_size={self._max}, ttl={self._ttl}, name={self.name!r})"
+
+    @property
+    def max_size(self) -> int:
+        """The capacity: entries, or total weight with a weigher."""
+        return self._max
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def get(self, key: K, default: Any = None) -> Any:
+        """The value cached for ``key``, or ``default`` (``None``) when absent or expired.
+
+        Takes no lock: the hit is recorded in a read buffer, replayed later in a batch.
+
+        Example::
+
+            price = cache.get(sku)
+            if price is None: ...
+        """
+        node = self._data.get(key)
+        if node is not None:
+            if self._timed:
+                now = self._now()
+                if node[_EXPIRES] <= now:
+                    self._misses += 1
+                    return default
+                if self._eaa is not None:
+                    node[_EXPIRES] = min(node[_DEADLINE], now + self._eaa)
+            reads = self._reads
+            reads.append(node)
+            if len(reads) >= _READ_BUFFER:
+                self._drain_locked()
+            return node[_VALUE]
+        self._misses += 1
+        return default
+
+    def __getitem__(self, key: K) -> V:
+        """``cache[key]``; raises ``KeyError`` when absent or expired."""
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return cast(V, value)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` has a live entry (does not count as an access)."""
+        node = self._data.get(key)
+        if node is None:
+            return False
+        return not self._timed or node[_EXPIRES] > self._now()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def set(self, key: K, value: V, ttl: float | timedelta | None = None) -> None:
+        """Store ``value`` for ``key``, replacing any previous value.
+
+        Args:
+            key: a hashable key.
+            value: the value.
+            ttl: this entry's time to live; default: the cache's ``ttl``.
+
+        Raises:
+            ConfigError: ``ttl`` is negative, or the weigher returned a bad weight.
+            CacheWriteError: write-through and the store failed (the cache is unchanged).
+            CacheError: the cache is closed and has a writer.
+
+        Example::
+
+            cache.set("config", cfg, ttl=60)
+        """
+        life = self._ttl if ttl is None else v.seconds("ttl", ttl)
+        writer = self._writer
+        if writer is not None:
+            writer._write(key, value)
+        self._put(key, value, life)
+
+    __setitem__ = set
+
+    def _weigh(self, key: Any, value: Any) -> int:
+        weigher = self._weigher
+        if weigher is None:
+            return 1
+        weight = weigher(key, value)
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
+            raise v.fail("weigher(key, value)", "an int >= 0", weight)
+        return weight
+
+    def _put(self, key: Any, value: Any, life: float | None, loaded_in: float = 0.0) -> None:
+        weight = 1 if self._weigher is None else self._weigh(key, value)
+        timed = life is not None or self._eaa is not None
+        now = self._now() if timed or self._stamp else 0.0
+        events: list[Event] | None = [] if (self._listeners or GLOBAL_LISTENERS) else None
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._reads:
+                self._drain()
+            if self._flights:
+                flight = self._flights.pop(key, None)
+                if flight is not None:
+                    flight.stale = True
+            if self._negative:
+                self._negative.pop(key, None)
+            node = self._data.get(key)
+            if node is None:
+                sketch = self._sketch
+                slots = sketch.slots(key)
+                node = [
+                    key,
+                    value,
+                    _WINDOW,
+                    0,
+                    weight,
+                    slots,
+                    _INF,
+                    _INF,
+                    _INF,
+                    now,
+                    loaded_in,
+                    False,
+                ]
+                self._data[key] = self._window[key] = node
+                self._weight += weight
+                self._window_weight += weight
+                node[3] = sketch.increment(slots)  # _FREQ
+                self._climb_misses += 1
+                if sketch.additions >= sketch.sample_size:
+                    self._age()
+            else:
+                node[1] = value  # _VALUE
+                delta = weight - node[4]
+                if delta:
+                    node[4] = weight
+                    self._weight += delta
+                    if node[2] == _WINDOW:
+                        self._window_weight += delta
+                    elif node[2] == _PROTECTED:
+                        self._protected_weight += delta
+                self._on_access(node)
+                node[_WRITTEN] = now
+                node[_LOADED_IN] = loaded_in
+            if timed:
+                self._timed = True
+                deadline = _INF if life is None else now + life
+                node[_DEADLINE] = deadline
+                node[_EXPIRES] = deadline if self._eaa is None else min(deadline, now + self._eaa)
+                self._schedule(node)
+            elif node[_EXPIRES] != _INF:
+                node[_DEADLINE] = node[_EXPIRES] = _INF
+            if self._timed:
+                heap = self._heap
+                if heap and heap[0][0] <= (now if timed else self._now()):
+                    self._expire(now if timed else self._now(), events)
+            if self._weight > self._max or self._window_weight > self._window_max:
+                self._evict(events)
+            if self._climb_hits + self._climb_misses >= self._sketch.sample_size:
+                self._climb()
+        finally:
+            lock.release()
+        if events:
+            for event in events:
+                emit(self._listeners, event)
+
+    def delete(self, key: K) -> bool:
+        """Remove ``key``; returns whether it was present (expired entries count as absent).
+
+        Raises:
+            CacheWriteError: write-through and the store failed (the cache is unchanged).
+
+        Example::
+
+            cache.delete(user_id)   # after the user changed
+        """
+        writer = self._writer
+        if writer is not None:
+            writer._delete(key)
+        with self._lock:
+            flight = self._flights.pop(key, None)
+            if flight is not None:
+                flight.stale = True
+            self._negative.pop(key, None)
+            node = self._data.get(key)
+            if node is None:
+                return False
+            live = not self._timed or node[_EXPIRES] > self._now()
+            self._unlink(node)
+            return live
+
+    def __delitem__(self, key: K) -> None:
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def pop(self, key: K, default: Any = None) -> Any:
+        """Remove ``key`` and return its value, or ``default`` when absent or expired."""
+        with self._lock:
+            node = self._data.get(key)
+            if node is None or (self._timed and node[_EXPIRES] <= self._now()):
+                return default
+            value = node[_VALUE]
+        self.delete(key)
+        return value
+
+    def clear(self) -> None:
+        """Drop every entry (no events; the frequency history is kept)."""
+        with self._lock:
+            for flight in self._flights.values():
+                flight.stale = True
+            self._flights.clear()
+            for node in self._data.values():
+                node[_QUEUE] = _REMOVED
+            self._data.clear()
+            self._window.clear()
+            self._probation.clear()
+            self._protected.clear()
+            self._heap.clear()
+            self._negative.clear()
+            del self._reads[:]
+            self._weight = self._window_weight = self._protected_weight = 0
+
+    # -- size, iteration, stats ---------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Replay buffered reads and remove expired entries now (it happens on writes anyway)."""
+        events: list[Event] | None = [] if (self._listeners or GLOBAL_LISTENERS) else None
+        with self._lock:
+            if self._reads:
+                self._drain()
+            if self._timed:
+                self._expire(self._now(), events)
+        if events:
+            for event in events:
+                emit(self._listeners, event)
+
+    def __len__(self) -> int:
+        """The number of live entries (expired ones are removed first)."""
+        if self._timed:
+            self.cleanup()
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[K]:
+        """The live keys, over a snapshot (expired entries are skipped)."""
+        if self._timed:
+            self.cleanup()
+        with self._lock:
+            nodes = list(self._data.values())
+        for node in nodes:
+            if node[_QUEUE] != _REMOVED and (not self._timed or node[_EXPIRES] > self._now()):
+                yield node[_KEY]
+
+    def keys(self) -> Iterator[K]:
+        """Same as ``iter(cache)``."""
+        return iter(self)
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """The live ``(key, value)`` pairs, over a snapshot."""
+        if self._timed:
+            self.cleanup()
+        with self._lock:
+            nodes = list(self._data.values())
+        for node in nodes:
+            if node[_QUEUE] != _REMOVED and (not self._timed or node[_EXPIRES] > self._now()):
+                yield node[_KEY], node[_VALUE]
+
+    @property
+    def weight(self) -> int:
+        """The total weight of the entries held (``len`` without a weigher)."""
+        return self._weight
+
+    def stats(self) -> CacheStats:
+        """A frozen snapshot of the counters (see :class:`CacheStats`).
+
+        Example::
+
+            s = cache.stats()
+            print(f"{s.hit_ratio:.1%} of {s.hits + s.misses} requests")
+        """
+        with self._lock:
+            if self._reads:
+                self._drain()
+            hits, misses = self._hits, self._misses
+            total = hits + misses
+            return CacheStats(
+                self.name,
+                hits,
+                misses,
+                hits / total if total else 0.0,
+                self._evictions,
+                self._expirations,
+                self._load_count,
+                self._load_failures,
+                self._load_time,
+                self._refreshes,
+                len(self._data),
+                self._weight,
+                self._max,
+                self._window_max,
+            )
+
+    # -- maintenance (all under the lock) ------------------------------------------------------
+
+    def _drain_locked(self) -> None:
+        with self._lock:
+            self._drain()
+            if self._climb_hits + self._climb_misses >= self._sketch.sample_size:
+                self._climb()
+
+    def _drain(self) -> None:
+        reads = self._reads
+        n = len(reads)
+        batch = reads[:n]
+        del reads[:n]
+        self._hits += n
+        self._climb_hits += n
+        window, protected = self._window, self._protected
+        for node in batch:
+            q = node[_QUEUE]
+            if q == _REMOVED:
+                continue
+            node[_FREQ] += 1
+            if q == _WINDOW:
+                window.move_to_end(node[_KEY])
+            elif q == _PROTECTED:
+                protected.move_to_end(node[_KEY])
+            else:
+                self._promote(node)
+        sketch = self._sketch
+        sketch.additions += n
+        if sketch.additions >= sketch.sample_size:
+            self._age()
+
+    def _age(self) -> None:
+        """TinyLFU's aging: halve the sketch and every resident entry's count."""
+        self._sketch.age()
+        for node in self._data.values():
+            f = node[_FREQ]
+            node[_FREQ] = (f if f < _FREQ_CAP else _FREQ_CAP) >> 1
+
+    def _on_access(self, node: _Node) -> None:
+        node[_FREQ] += 1
+        self._sketch.additions += 1
+        q = node[_QUEUE]
+        if q == _WINDOW:
+            self._window.move_to_end(node[_KEY])
+        elif q == _PROTECTED:
+            self._protected.move_to_end(node[_KEY])
+        else:
+            self._promote(node)
+
+    def _promote(self, node: _Node) -> None:
+        """A probation hit: move it to protected, demoting protected's LRU on overflow."""
+        key = node[_KEY]
+        del self._probation[key]
+        node[_QUEUE] = _PROTECTED
+        self._protected[key] = node
+        self._protected_weight += node[_WEIGHT]
+        if self._protected_weight > self._protected_max:
+            self._demote()
+
+    def _demote(self) -> None:
+        protected, probation = self._protected, self._probation
+        while self._protected_weight > self._protected_max and protected:
+            key, node = protected.popitem(last=False)
+            self._protected_weight -= node[_WEIGHT]
+            node[_QUEUE] = _PROBATION
+            probation[key] = node
+
+    def _unlink(self, node: _Node) -> None:
+        key = node[_KEY]
+        del self._data[key]
+        q = node[_QUEUE]
+        if q == _WINDOW:
+            del self._window[key]
+            self._window_weight -= node[_WEIGHT]
+        elif q == _PROBATION:
+            del self._probation[key]
+        else:
+            del self._protected[key]
+            self._protected_weight -= node[_WEIGHT]
+        self._weight -= node[_WEIGHT]
+        node[_QUEUE] = _REMOVED
+        if node[_FREQ] > 1:
+            self._sketch.absorb(node[_SLOTS], node[_FREQ])
+
+    def _evict(self, events: list[Event] | None) -> None:
+        """Caffeine's eviction: window overflow -> probation candidates; then, while over
+        capacity, each candidate duels probation's LRU victim on estimated frequency."""
+        window, probation = self._window, self._probation
+        candidates: list[_Node] = []
+        while self._window_weight > self._window_max and window:
+            key, node = window.popitem(last=False)
+            self._window_weight -= node[4]  # _WEIGHT
+            node[2] = _PROBATION  # _QUEUE
+            probation[key] = node
+            candidates.append(node)
+        pick = 0
+        count = len(candidates)
+        while self._weight > self._max:
+            candidate: _Node | None = None
+            while pick < count:
+                c = candidates[pick]
+                if c[2] == _PROBATION:
+                    candidate = c
+                    break
+                pick += 1
+            victim: _Node | None = None
+            if probation:
+                for k in probation:
+                    victim = probation[k]
+                    break
+            elif self._protected:
+                for k in self._protected:
+                    victim = self._protected[k]
+                    break
+            elif window:
+                for k in window:
+                    victim = window[k]
+                    break
+            if candidate is None or victim is None or victim is candidate:
+                evict = victim if victim is not None else candidate
+                if evict is None:
+                    break
+            else:
+                cf = candidate[3]  # _FREQ, compared saturated
+                vf = victim[3]
+                if cf > _FREQ_CAP:
+                    cf = _FREQ_CAP
+                if vf > _FREQ_CAP:
+                    vf = _FREQ_CAP
+                if candidate[4] > self._max:
+                    evict = candidate
+                elif cf > vf:
+                    evict = victim
+                elif cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0:
+                    evict = victim  # a warm candidate sometimes wins: defeats hash flooding
+                else:
+                    evict = candidate
+            if candidate is not None:
+                pick += 1
+            self._unlink(evict)
+            self._evictions += 1
+            if events is not None:
+                events.append(CacheEvicted(self.name, evict[0], evict[1], "size"))
+
+    def _climb(self) -> None:
+        """Caffeine's hill climber: every sample period, step the window size in the
+        direction that improved the hit ratio (restart big steps when it changes a lot)."""
+        sample = self._climb_hits + self._climb_misses
+        if sample < self._sketch.sample_size or self._max < 2:
+            return
+        hit_rate = self._climb_hits / sample
+        change = hit_rate - self._prev_hit_rate
+        amount = self._step if change >= 0 else -self._step
+        if abs(change) >= _RESTART_THRESHOLD:
+            step = _STEP_PERCENT * self._max * (1 if amount >= 0 else -1)
+        else:
+            step = _STEP_DECAY * amount
+        self._prev_hit_rate = hit_rate
+        self._step = step
+        self._climb_hits = self._climb_misses = 0
+        adjustment = int(amount)
+        if adjustment > 0:
+            self._grow_window(adjustment)
+        elif adjustment < 0:
+            self._shrink_window(-adjustment)
+
+    def _grow_window(self, quota: int) -> None:
+        quota = min(quota, self._protected_max)
+        if quota <= 0:
+            return
+        self._protected_max -= quota
+        self._window_max += quota
+        self._demote()
+        window = self._window
+        for _ in range(1000):
+            source = self._probation or self._protected
+            if not source:
+                break
+            key = next(iter(source))
+            node = source[key]
+            if node[_WEIGHT] > quota:
+                break
+            quota -= node[_WEIGHT]
+            del source[key]
+            if node[_QUEUE] == _PROTECTED:
+                self._protected_weight -= node[_WEIGHT]
+            node[_QUEUE] = _WINDOW
+            window[key] = node
+            self._window_weight += node[_WEIGHT]
+        self._window_max -= quota
+        self._protected_max += quota
+
+    def _shrink_window(self, quota: int) -> None:
+        quota = min(quota, self._window_max - 1)
+        if quota <= 0:
+            return
+        self._protected_max += quota
+        self._window_max -= quota
+        window, probation = self._window, self._probation
+        for _ in range(1000):
+            if not window:
+                break
+            key = next(iter(window))
+            node = window[key]
+            if node[_WEIGHT] > quota:
+                break
+            quota -= node[_WEIGHT]
+            del window[key]
+            self._window_weight -= node[_WEIGHT]
+            node[_QUEUE] = _PROBATION
+            probation[key] = node
+        self._protected_max -= quota
+        self._window_max += quota
+
+    def _schedule(self, node: _Node) -> None:
+        """Push a heap entry unless a live one already fires no later (lazy re-push)."""
+        if node[_EXPIRES] < node[_SCHEDULED]:
+            node[_SCHEDULED] = node[_EXPIRES]
+            heap = self._heap
+            heapq.heappush(heap, (node[_EXPIRES], next(self._seq), node))
+            if len(heap) > 2 * len(self._data) + 64:
+                self._compact()
+
+    def _compact(self) -> None:
+        heap = [
+            (n[_SCHEDULED], s, n)
+            for (t, s, n) in self._heap
+            if n[_QUEUE] != _REMOVED and t == n[_SCHEDULED]
+        ]
+        heapq.heapify(heap)
+        self._heap = heap
+
+    def _expire(self, now: float, events: list[Event] | None) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, node = heapq.heappop(heap)
+            if node[_QUEUE] == _REMOVED or when != node[_SCHEDULED]:
+                continue  # stale entry
+            if node[_EXPIRES] > now:  # read since (time to idle) or rewritten later
+                node[_SCHEDULED] = node[_EXPIRES]
+                if node[_EXPIRES] != _INF:
+                    heapq.heappush(heap, (node[_EXPIRES], next(self._seq), node))
+                else:
+                    node[_SCHEDULED] = _INF
+                continue
+            node[_SCHEDULED] = _INF
+            self._unlink(node)
+            self._expirations += 1
+            if events is not None:
+                events.append(CacheEvicted(self.name, node[_KEY], node[_VALUE], "expired"))
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _live(self, key: Any) -> _Node | None:
+        """The live node for ``key`` recorded as a hit, or ``None`` recorded as a miss."""
+        node = self._data.get(key)
+        if node is not None:
+            if self._timed:
+                now = self._now()
+                if node[_EXPIRES] <= now:
+                    self._misses += 1
+                    return None
+                if self._eaa is not None:
+                    node[_EXPIRES] = min(node[_DEADLINE], now + self._eaa)
+            reads = self._reads
+            reads.append(node)
+            if len(reads) >= _READ_BUFFER:
+                self._drain_locked()
+            return node
+        self._misses += 1
+        return None
+
+    def _wants_refresh(self, node: _Node) -> bool:
+        if node[_REFRESHING]:
+            return False
+        if self._refresh_after is not None and self._now() - node[_WRITTEN] >= self._refresh_after:
+            return True
+        if self._early is not None and node[_DEADLINE] != _INF:
+            # XFetch: refresh when now - delta * beta * ln(rand) >= deadline.
+            r = self._random.random() or 1e-12
+            gap = -node[_LOADED_IN] * self._early * math.log(r)
+            if self._now() + gap >= node[_DEADLINE]:
+                return True
+        return False
+
+    def _negative_hit(self, key: Any) -> BaseException | None:
+        if not self._negative:
+            return None
+        with self._lock:
+            entry = self._negative.get(key)
+            if entry is None:
+                return None
+            if entry.until <= self._now():
+                del self._negative[key]
+                return None
+            return entry.exception
+
+    def _join(self, key: Any) -> tuple[_Flight, bool]:
+        """The flight for ``key`` and whether we lead it (must run the loader)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = _Flight()
+            return flight, True
+
+    def _finish(
+        self,
+        key: Any,
+        flight: _Flight,
+        value: Any,
+        error: BaseException | None,
+        started: float,
+        refreshing: _Node | None = None,
+    ) -> None:
+        elapsed = max(self._now() - started, 0.0)
+        cache_error = False
+        with self._lock:
+            self._load_count += 1
+            self._load_time += elapsed
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            if refreshing is not None:
+                refreshing[_REFRESHING] = False
+            if error is not None:
+                self._load_failures += 1
+                if (
+                    self._negative_ttl is not None
+                    and isinstance(error, Exception)
+                    and not flight.stale
+                ):
+                    cache_error = True
+                    self._negative[key] = _Negative(error, self._now() + self._negative_ttl)
+                    self._negative.move_to_end(key)
+                    while len(self._negative) > max(self._max, 1):
+                        self._negative.popitem(last=False)
+        if error is None:
+            if not flight.stale:
+                self._put_loaded(key, value, elapsed)
+            flight.future.set_result(value)
+        else:
+            if isinstance(error, Exception) and (self._listeners or GLOBAL_LISTENERS):
+                emit(self._listeners, CacheLoadFailed(self.name, key, error, cache_error))
+            flight.future.set_exception(error)
+
+    def _put_loaded(self, key: Any, value: Any, elapsed: float) -> None:
+        writer = self._writer
+        if writer is not None and writer._on_load:
+            writer._write(key, value)
+        self._put(key, value, self._ttl, elapsed)
+
+    def get_or_load_sync(self, key: K, loader: Callable[[K], V]) -> V:
+        """The cached value, or ``loader(key)``'s result, cached (sync twin of
+        :meth:`get_or_load`).
+
+        Concurrent misses on one key (any threads) run ``loader`` once; the others wait
+        for its result, or its exception, which is raised to each of them and not cached
+        (unless ``negative_ttl``). With ``refresh_after``/``early_expiration`` a stale hit
+        returns the old value and one background thread reloads it.
+
+        Raises:
+            Exception: whatever ``loader`` raised (or the cached error with ``negative_ttl``).
+
+        Example::
+
+            user = cache.get_or_load_sync(uid, db.fetch_user)
+        """
+        node = self._live(key)
+        if node is not None:
+            if (self._refresh_after is not None or self._early is not None) and (
+                self._wants_refresh(node)
+            ):
+                self._refresh_sync(key, node, loader)
+            return cast(V, node[_VALUE])
+        cached_error = self._negative_hit(key)
+        if cached_error is not None:
+            raise cached_error
+        flight, leader = self._join(key)
+        if not leader:
+            return cast(V, flight.future.result())
+        started = self._now()
+        try:
+            value = loader(key)
+        except BaseException as exc:
+            self._finish(key, flight, None, exc, started)
+            raise
+        self._finish(key, flight, value, None, started)
+        return value
+
+    async def get_or_load(self, key: K, loader: Callable[[K], Awaitable[V] | V]) -> V:
+        """The cached value, or ``await loader(key)``'s result, cached.
+
+        ``loader`` may be ``async def`` or plain. Concurrent misses on one key (any tasks,
+        any threads) run it once: the load runs in its own task, so a waiter being
+        cancelled neither cancels it nor the other waiters; the cancellation reaches that
+        waiter. A loader error reaches every waiter and is not cached (unless
+        ``negative_ttl``). With ``refresh_after``/``early_expiration`` a stale hit returns
+        the old value while one background task reloads it.
+
+        Raises:
+            Exception: whatever ``loader`` raised (or the cached error with ``negative_ttl``).
+
+        Example::
+
+            user = await cache.get_or_load(uid, fetch_user)
+        """
+        node = self._live(key)
+        if node is not None:
+            if (self._refresh_after is not None or self._early is not None) and (
+                self._wants_refresh(node)
+            ):
+                self._refresh_async(key, node, loader)
+            return cast(V, node[_VALUE])
+        cached_error = self._negative_hit(key)
+        if cached_error is not None:
+            raise cached_error
+        flight, leader = self._join(key)
+        if leader:
+            asyncio.get_running_loop().create_task(self._run_load(key, flight, loader, None))
+        return cast(V, await _wait(flight.future))
+
+    async def _run_load(
+        self,
+        key: Any,
+        flight: _Flight,
+        loader: Callable[[Any], Any],
+        refreshing: _Node | None,
+    ) -> None:
+        started = self._now()
+        try:
+            value = loader(key)
+            if inspect.isawaitable(value):
+                value = await value
+        except BaseException as exc:
+            self._finish(key, flight, None, exc, started, refreshing)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._finish(key, flight, value, None, started, refreshing)
+
+    def _start_refresh(self, key: Any, node: _Node) -> _Flight | None:
+        with self._lock:
+            if node[_REFRESHING] or node[_QUEUE] == _REMOVED or key in self._flights:
+                return None
+            node[_REFRESHING] = True
+            self._refreshes += 1
+            flight = self._flights[key] = _Flight()
+            return flight
+
+    def _refresh_async(self, key: Any, node: _Node, loader: Callable[[Any], Any]) -> None:
+        flight = self._start_refresh(key, node)
+        if flight is not None:
+            flight.future.add_done_callback(_consume)
+            asyncio.get_running_loop().create_task(self._run_load(key, flight, loader, node))
+
+    def _refresh_sync(self, key: Any, node: _Node, loader: Callable[[Any], Any]) -> None:
+        flight = self._start_refresh(key, node)
+        if flight is None:
+            return
+        flight.future.add_done_callback(_consume)
+
+        def run() -> None:
+            started = self._now()
+            try:
+                value = loader(key)
+            except BaseException as exc:
+                self._finish(key, flight, None, exc, started, node)
+                return
+            self._finish(key, flight, value, None, started, node)
+
+        threading.Thread(target=run, name=f"{self.name}-refresh", daemon=True).start()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every pending write-behind entry now (a no-op without write-behind).
+
+        Raises:
+            CacheWriteError: some writes still failed after the retries.
+        """
+        if self._writer is not None:
+            self._writer._flush()
+
+    def close(self) -> None:
+        """Flush pending writes and stop the writer; the cache still serves reads.
+
+        Raises:
+            CacheWriteError: write-behind entries could not be stored (they are in
+                ``pending``; nothing acknowledged is dropped silently).
+        """
+        if self._writer is not None:
+            self._writer._close()
+
+    def _closed_error(self) -> CacheError:
+        return CacheError(f"cache {self.name!r} is closed", cache=self.name)
+
+    def __enter__(self) -> Cache[K, V]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _consume(future: concurrent.futures.Future[Any]) -> None:
+    """Mark a refresh's outcome retrieved (nobody waits on a refresh)."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _wait(future: concurrent.futures.Future[Any]) -> Any:
+    """Await a shared flight; cancelling this waiter leaves the flight running."""
+    if future.done():
+        return future.result()
+    loop = asyncio.get_running_loop()
+    mine: asyncio.Future[Any] = loop.create_future()
+
+    def relay(done: concurrent.futures.Future[Any]) -> None:
+        def settle() -> None:
+            if mine.done():
+                return
+            exc = done.exception()
+            if exc is not None:
+                mine.set_exception(exc)
+            else:
+                mine.set_result(done.result())
+
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the waiter's loop is closed
+            pass
+
+    future.add_done_callback(relay)
+    return await mine
