@@ -233,3 +233,15 @@ def test_constructible_without_an_event_loop(redis_server: RedisServer) -> None:
     """Building a TieredCache needs no running loop (listening starts on first use)."""
     cache = TieredCache(async_client(redis_server), name=fresh_name())
     assert not cache.subscribed
+
+
+async def test_after_aclose_nothing_is_kept_locally(tiered: Factory) -> None:
+    """A closed TieredCache no longer hears invalidations, so it reads Redis every time."""
+    cache = tiered(fresh_name())
+    assert await cache.start()
+    await cache.set("k", "v")
+    await cache.aclose()
+    assert await cache.get("k") == "v"
+    assert cache.local.get("k") is None
+    assert await cache.get("k") == "v"
+    assert cache.stats().near_hits == 0

@@ -115,8 +115,8 @@ class RedisCache:
     raise ``StoreError`` when Redis fails: an invalidation that did not happen must not
     look as if it had. A load that succeeded but could not be stored is returned anyway.
 
-    **Keys and values.** Keys are non-empty str; keys longer than 200 characters are
-    stored under their SHA-256. Values go through ``codec`` (default
+    **Keys and values.** Keys are non-empty str; keys longer than 200 characters (or
+    starting with ``#``) are stored under their SHA-256. Values go through ``codec`` (default
     :class:`~buttress.JsonCodec`: bytes and str as they are, the rest as JSON — safe on a
     shared Redis; :class:`~buttress.PickleCodec` only for a Redis you trust).
 
@@ -331,13 +331,12 @@ class RedisCache:
             StoreError: Redis failed and ``on_store_error="fail_closed"``.
         """
         try:
-            ms = await self._need_async().ttl(bounded(key))
+            return _ttl_reply(await self._need_async().ttl(bounded(key)))
         except DeadlineExceededError:
             raise
         except STORE_FAILURES as exc:
             self._failed(exc)
             return None
-        return _ttl_reply(ms)
 
     async def clear(self) -> int:
         """Remove every entry of this cache's namespace; returns how many keys went.
@@ -437,13 +436,12 @@ class RedisCache:
     def ttl_of_sync(self, key: str) -> float | None:
         """The sync form of :meth:`ttl_of`."""
         try:
-            ms = self._need_sync().ttl(bounded(key))
+            return _ttl_reply(self._need_sync().ttl(bounded(key)))
         except DeadlineExceededError:
             raise
         except STORE_FAILURES as exc:
             self._failed(exc)
             return None
-        return _ttl_reply(ms)
 
     def clear_sync(self) -> int:
         """The sync form of :meth:`clear`."""

@@ -40,7 +40,8 @@ MAX_KEY = 200
 
 
 def bounded(key: object) -> str:
-    """The key part stored in Redis: the key itself, or ``#`` + its hash if it is long.
+    """The key part stored in Redis: the key itself, or ``#`` + its SHA-256 if it is long
+    (or starts with ``#``).
 
     Raises:
         ConfigError: ``key`` is not a non-empty str.
@@ -50,7 +51,9 @@ def bounded(key: object) -> str:
 
         raise v.fail("key", "a non-empty str", key)
     assert isinstance(key, str)
-    if len(key) <= MAX_KEY:
+    # A short key starting with "#" is hashed too, so that no key can pass for the hashed
+    # form of another one.
+    if len(key) <= MAX_KEY and key[0] != "#":
         return key
     return "#" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 

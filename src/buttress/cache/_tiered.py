@@ -50,6 +50,13 @@ class TieredCacheStats:
     subscribed: bool
 
 
+def _size(local: LocalTier) -> int:
+    try:
+        return len(local)  # type: ignore[arg-type]
+    except TypeError:
+        return -1
+
+
 def _default_local(size: int, clock: Clock) -> LocalTier:
     return Cache(max_size=size, clock=clock)
 
@@ -200,7 +207,6 @@ class TieredCache:
         self._near_hits = 0
         self._invalidations = 0
         self._flushes = 0
-        self._fell_back = 0
         self._index = next_index("tieredcache")
 
     def __repr__(self) -> str:
@@ -219,7 +225,7 @@ class TieredCache:
             self.remote.stats(),
             self._invalidations,
             self._flushes,
-            self._fell_back,
+            self._shared.fell_back,
             self._subscribed,
         )
 
@@ -299,10 +305,11 @@ class TieredCache:
         # seen: nothing in the local tier can be trusted. (redis-py may reconnect and
         # resubscribe by itself; its confirmation arrives here too.)
         self._bump(None)
+        entries = _size(self.local)
         self.local.clear()
         if self._ever_subscribed:
             self._flushes += 1
-            self._emit(NearCacheFlushed(self.name, "resubscribed", -1))
+            self._emit(NearCacheFlushed(self.name, "resubscribed", entries))
         self._ever_subscribed = True
         self._subscribed = True
         if self._ready is not None:
@@ -319,9 +326,10 @@ class TieredCache:
             if not mine:
                 self._bump(None)
                 self._invalidations += 1
+                entries = _size(self.local)
                 self.local.clear()
                 self._flushes += 1
-                self._emit(NearCacheFlushed(self.name, "cleared", -1))
+                self._emit(NearCacheFlushed(self.name, "cleared", entries))
             for event in self._wakeups.values():
                 event.set()
             self._wakeups.clear()
@@ -351,7 +359,10 @@ class TieredCache:
         self._recent.append((self._gen, key))
 
     def _unchanged(self, gen: int, key: str) -> bool:
-        """Whether nothing invalidated ``key`` since ``_gen`` was ``gen``."""
+        """Whether nothing invalidated ``key`` since ``_gen`` was ``gen`` (and the cache
+        still listens: after ``aclose`` nothing is kept locally)."""
+        if self._closed:
+            return False
         now = self._gen
         if now == gen:
             return True
@@ -369,7 +380,6 @@ class TieredCache:
 
     def _fallback(self, exc: BaseException) -> None:
         """Report a store failure; raise under ``fail_closed``."""
-        self._fell_back += 1
         self._shared.fell_back += 1
         self._emit(StoreFellBack(self.name, self.on_store_error, exc))
         if self.on_store_error == "fail_closed":
@@ -378,7 +388,7 @@ class TieredCache:
             raise StoreError(f"Redis unavailable: {exc!r}") from exc
 
     def _near(self, key: str) -> Any:
-        if self._subscribed or self.on_store_error == "local":
+        if self._subscribed or (self.on_store_error == "local" and not self._closed):
             value = self.local.get(key, MISSING)
             if value is not MISSING:
                 self._near_hits += 1
@@ -462,7 +472,7 @@ class TieredCache:
         except DeadlineExceededError:
             raise
         except STORE_FAILURES as exc:
-            self._fell_back += 1
+            self._shared.fell_back += 1
             self._emit(StoreFellBack(self.name, self.on_store_error, exc))
             raise exc if isinstance(exc, StoreError) else StoreError(repr(exc)) from exc
         finally:
@@ -483,7 +493,7 @@ class TieredCache:
         except DeadlineExceededError:
             raise
         except STORE_FAILURES as exc:
-            self._fell_back += 1
+            self._shared.fell_back += 1
             self._emit(StoreFellBack(self.name, self.on_store_error, exc))
             raise exc if isinstance(exc, StoreError) else StoreError(repr(exc)) from exc
         finally:
