@@ -41,20 +41,18 @@ MAX_KEY = 200
 
 def bounded(key: object) -> str:
     """The key part stored in Redis: the key itself, or ``#`` + its SHA-256 if it is long
-    (or starts with ``#``).
+    (or starts with ``#``, so that no key can pass for the hashed form of another).
 
     Raises:
         ConfigError: ``key`` is not a non-empty str.
     """
-    if key.__class__ is not str or not key:
+    # The common case first, in one expression: this runs on every near-cache hit.
+    if key.__class__ is str and 0 < len(key) <= MAX_KEY and key[0] != "#":
+        return key
+    if not isinstance(key, str) or not key:
         from .. import _validate as v
 
         raise v.fail("key", "a non-empty str", key)
-    assert isinstance(key, str)
-    # A short key starting with "#" is hashed too, so that no key can pass for the hashed
-    # form of another one.
-    if len(key) <= MAX_KEY and key[0] != "#":
-        return key
     return "#" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
