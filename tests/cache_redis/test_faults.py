@@ -231,3 +231,42 @@ async def test_a_paused_redis_costs_at_most_the_store_timeout(
         assert isinstance(errors[1], bt.CircuitOpenError)
     finally:
         server.resume()
+
+
+async def test_redis_killed_during_a_stampede(
+    redis_factory: Callable[[], RedisServer], recorder: Recorder
+) -> None:
+    """Redis dies while the lease holder loads: every caller still gets a value (the
+    holder returns what it loaded; the waiters fall back to their own, one per
+    instance), and nothing hangs."""
+    server = redis_factory()
+    clock = FakeClock()
+    caches = [
+        TieredCache(
+            async_client(server), name="mid", store_breaker=breaker(clock), store_timeout=0.2
+        )
+        for _ in range(3)
+    ]
+    calls = 0
+    loading = asyncio.Event()
+
+    async def load() -> str:
+        nonlocal calls
+        calls += 1
+        loading.set()
+        await asyncio.sleep(0.2)
+        return "v"
+
+    try:
+        for cache in caches:
+            assert await cache.start()
+        gathered = asyncio.gather(*(caches[i % 3].get_or_load("k", load) for i in range(300)))
+        await loading.wait()
+        server.kill()
+        results = await asyncio.wait_for(gathered, 10)
+        assert results == ["v"] * 300
+        assert 1 <= calls <= 3  # at most one load per instance
+        assert recorder.of(events.StoreFellBack)
+    finally:
+        for cache in caches:
+            await cache.aclose()

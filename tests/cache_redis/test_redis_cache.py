@@ -182,7 +182,7 @@ async def test_concurrent_misses_across_caches_load_once(redis_server: RedisServ
     async def load() -> str:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # long enough for every instance to find the lease taken
         return "value"
 
     results = await asyncio.gather(*(caches[i % 4].get_or_load("hot", load) for i in range(400)))

@@ -116,7 +116,7 @@ async def test_stampede_of_1000_misses_loads_once(tiered: Factory) -> None:
     async def load() -> dict[str, str]:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.05)  # a slow database query
+        await asyncio.sleep(0.2)  # a slow database query
         return {"user": "ada"}
 
     results = await asyncio.gather(
