@@ -83,8 +83,8 @@ class TieredCache:
     local entry can be stale in the worst case (a message lost without the connection
     dropping). We use pub/sub rather than RESP3 client tracking: it works with any
     redis-py client and RESP2, through proxies and on Redis Cluster, and the same channel
-    wakes lease waiters; tracking would need RESP3 and a connection that redis-py's
-    asyncio client does not manage for us.
+    wakes lease waiters; tracking needs RESP3, and redis-py implements it for its sync
+    client only.
 
     **Failures.** ``on_store_error`` decides when Redis is down, slow or skipped by the
     store breaker: ``"local"`` (default) keeps serving the local tier and runs the loader
