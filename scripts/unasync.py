@@ -5,8 +5,9 @@
     python scripts/unasync.py --check  # exit 1 if a generated file is out of date
 
 The async code is the one that is written by hand; its sync twin is derived by plain
-token substitution, so the two can never disagree on logic. tests/test_unasync.py runs
-the check, so CI fails when someone edits one side only.
+token substitution, so the two can never disagree on logic. The tests run the check
+(tests/contract/test_redis_store.py, tests/cache_redis/test_redis_cache.py), so CI fails
+when someone edits one side only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The Redis cache's I/O for asyncio clients. This file is written by hand;
-``_redis_sync.py`` is generated from it by ``scripts/unasync.py`` and a test fails if the
-two drift apart. Logic that is not I/O lives in ``_redis_shared.py``.
+"""The Redis cache's I/O for asyncio clients. ``_redis_async.py`` is written by hand and
+``_redis_sync.py`` is generated from it by ``scripts/unasync.py``; a test fails if the two
+drift apart. Logic that is not I/O lives in ``_redis_shared.py``.
 
 Every Redis call goes through ``guard`` (the cache's store breaker and, for async calls,
 its ``store_timeout``) and every redis-py error becomes a :class:`~buttress.StoreError`;
