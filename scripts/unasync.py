@@ -5,8 +5,9 @@
     python scripts/unasync.py --check  # exit 1 if a generated file is out of date
 
 The async code is the one that is written by hand; its sync twin is derived by plain
-token substitution, so the two can never disagree on logic. tests/test_unasync.py runs
-the check, so CI fails when someone edits one side only.
+token substitution, so the two can never disagree on logic. The tests run the check
+(tests/contract/test_redis_store.py, tests/cache_redis/test_redis_cache.py), so CI fails
+when someone edits one side only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ FILES = [
         ROOT / "src/buttress/stores/redis/_async.py",
         ROOT / "src/buttress/stores/redis/_sync.py",
     ),
+    (
+        ROOT / "src/buttress/cache/_redis_async.py",
+        ROOT / "src/buttress/cache/_redis_sync.py",
+    ),
 ]
 
 # (pattern, replacement), applied in order to every line.
@@ -28,6 +33,10 @@ SUBSTITUTIONS = [
     (r"\bfrom redis\.asyncio import\b", "from redis import"),
     (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsyncRedisOps\b", "SyncRedisOps"),
+    (r"\bAsyncCacheCore\b", "SyncCacheCore"),
+    (r"\bAsyncLoader\b", "SyncLoader"),
+    (r"\bAsyncWait\b", "SyncWait"),
+    (r"\bguard\.call\(", "guard.call_sync("),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
     (r"\basync for\b", "for"),

@@ -12,12 +12,21 @@ Example::
     async def fetch_user(uid: int) -> User: ...
 """
 
+from typing import TYPE_CHECKING, Any
+
+from ._codec import Codec, JsonCodec, PickleCodec
 from ._core import Cache, CacheStats
 from ._decorator import cached
 from ._errors import CacheError, CacheWriteError
 from ._events import CacheEvicted, CacheLoadFailed, CacheWriteFailed
+from ._local import LocalTier
+from ._redis_events import NearCacheFlushed
 from ._sketch import FrequencySketch
 from ._write import DELETED, BackingStore, CacheWriter, WriteBehind, WriteThrough
+
+if TYPE_CHECKING:
+    from ._redis import RedisCache, RedisCacheStats
+    from ._tiered import TieredCache, TieredCacheStats
 
 __all__ = [
     "DELETED",
@@ -30,8 +39,35 @@ __all__ = [
     "CacheWriteError",
     "CacheWriteFailed",
     "CacheWriter",
+    "Codec",
     "FrequencySketch",
+    "JsonCodec",
+    "LocalTier",
+    "NearCacheFlushed",
+    "PickleCodec",
+    "RedisCache",
+    "RedisCacheStats",
+    "TieredCache",
+    "TieredCacheStats",
     "WriteBehind",
     "WriteThrough",
     "cached",
 ]
+
+
+# The Redis tier imports redis-py (the ``redis`` extra): only when one of its names is used.
+_REDIS_NAMES = {
+    "RedisCache": "._redis",
+    "RedisCacheStats": "._redis",
+    "TieredCache": "._tiered",
+    "TieredCacheStats": "._tiered",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _REDIS_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
