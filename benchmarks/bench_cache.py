@@ -139,7 +139,7 @@ def _hit() -> Suite:
         targets=[
             Target("a hit (`get` of a present key) ≤ 0.3 µs", "bt", 300.0),
         ],
-        order=60,
+        order=140,
     )
 
 
@@ -203,7 +203,7 @@ def _decorator_hit() -> Suite:
             RatioColumn("vs cachetools", {}, "ct"),
             RatioColumn("vs cachebox", {}, "cachebox"),
         ],
-        order=61,
+        order=141,
     )
 
 

@@ -118,7 +118,7 @@ def _reads_async() -> Suite:
         columns=[RatioColumn("vs bare GET", {}, "get")],
         setup=setup,
         teardown=teardown,
-        order=120,
+        order=150,
     )
 
 
@@ -167,7 +167,7 @@ def _reads_sync() -> Suite:
         columns=[RatioColumn("vs bare GET", {}, "get")],
         setup=setup,
         teardown=teardown,
-        order=121,
+        order=151,
     )
 
 
@@ -285,7 +285,7 @@ def _stampede() -> Suite:
         notes=suite_notes,
         setup=setup,
         teardown=teardown,
-        order=122,
+        order=152,
         min_loops=1,
     )
     return suite

@@ -79,6 +79,20 @@ from .balance import (
     OutlierDetection,
     TcpCheck,
 )
+from .cache import (
+    BackingStore,
+    Cache,
+    CacheError,
+    CacheStats,
+    CacheWriteError,
+    Codec,
+    JsonCodec,
+    LocalTier,
+    PickleCodec,
+    WriteBehind,
+    WriteThrough,
+    cached,
+)
 from .hashing import (
     BoundedLoad,
     BoundedLoadStats,
@@ -130,6 +144,7 @@ from .supervise import (
 
 if TYPE_CHECKING:
     from . import chaos
+    from .cache import RedisCache, RedisCacheStats, TieredCache, TieredCacheStats
     from .stores.redis import RedisStore
 
 __all__ = [
@@ -140,6 +155,7 @@ __all__ = [
     "AdaptiveLimitStats",
     "AdaptiveThrottle",
     "AdaptiveThrottleStats",
+    "BackingStore",
     "Backoff",
     "Balancer",
     "BalancerStats",
@@ -153,11 +169,16 @@ __all__ = [
     "BulkheadFullError",
     "BulkheadStats",
     "ButtressError",
+    "Cache",
+    "CacheError",
+    "CacheStats",
+    "CacheWriteError",
     "ChildSpec",
     "ChildStartError",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
+    "Codec",
     "ConfigError",
     "ConsistentHash",
     "Consumer",
@@ -182,8 +203,10 @@ __all__ = [
     "HedgeStats",
     "HttpCheck",
     "InboxBusyError",
+    "JsonCodec",
     "JumpHash",
     "LatencyPercentile",
+    "LocalTier",
     "Maglev",
     "MemoryStore",
     "MemoryTransport",
@@ -195,12 +218,15 @@ __all__ = [
     "OutboxStats",
     "OutlierDetection",
     "OverloadedError",
+    "PickleCodec",
     "Pipeline",
     "Policy",
     "Publisher",
     "RateLimitedError",
     "RateLimiter",
     "RateLimiterStats",
+    "RedisCache",
+    "RedisCacheStats",
     "RedisStore",
     "RedisStreamsTransport",
     "Reject",
@@ -224,6 +250,8 @@ __all__ = [
     "SupervisorStats",
     "SystemClock",
     "TcpCheck",
+    "TieredCache",
+    "TieredCacheStats",
     "TimeWindow",
     "Timeout",
     "TimeoutError",
@@ -233,8 +261,11 @@ __all__ = [
     "UnknownNodeError",
     "UnsupportedOperationError",
     "Vegas",
+    "WriteBehind",
+    "WriteThrough",
     "__version__",
     "add_listener",
+    "cached",
     "chaos",
     "current_deadline",
     "deadline",
@@ -249,12 +280,20 @@ __all__ = [
 ]
 
 
+_REDIS_CACHE_NAMES = frozenset({"RedisCache", "RedisCacheStats", "TieredCache", "TieredCacheStats"})
+
+
 def __getattr__(name: str) -> Any:
     # RedisStore imports redis-py, an optional dependency: only when someone asks for it.
     if name == "RedisStore":
         from .stores.redis import RedisStore
 
         return RedisStore
+    # The Redis cache tier imports redis-py too.
+    if name in _REDIS_CACHE_NAMES:
+        from . import cache
+
+        return getattr(cache, name)
     # The chaos tools (fault policies, the fault proxy, experiments) load on first use.
     if name == "chaos":
         import importlib

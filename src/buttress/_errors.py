@@ -20,6 +20,8 @@ Every error of ours subclasses :class:`ButtressError`. The tree::
         │   ├── BrokerError             the broker refused or failed an operation
         │   │   └── BrokerUnavailableError  (also a ConnectionError) unreachable or no answer
         │   └── RequestTimeoutError     (also a TimeoutError) no reply in time
+        ├── CacheError                  a cache could not do what was asked (write after close)
+        │   └── CacheWriteError         writing to the backing store failed
         ├── HashingError                a placement could not answer (buttress.hashing)
         │   ├── NoNodesError            (also a LookupError) a lookup on an empty placement
         │   ├── UnknownNodeError        (also a KeyError) remove() of a node it does not hold

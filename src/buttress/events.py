@@ -43,6 +43,12 @@ from .balance._events import (
     PanicExited,
     PriorityLoadChanged,
 )
+from .cache import (
+    CacheEvicted,
+    CacheLoadFailed,
+    CacheWriteFailed,
+    NearCacheFlushed,
+)
 from .messaging import (
     ConsumerFetchFailed,
     ConsumerStopped,
@@ -75,6 +81,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BreakerStateChanged",
     "BulkheadQueued",
+    "CacheEvicted",
+    "CacheLoadFailed",
+    "CacheWriteFailed",
     "CallRejected",
     "ChildExited",
     "ChildRestarted",
@@ -101,6 +110,7 @@ __all__ = [
     "MessageReleased",
     "MessageRetried",
     "MessageSettleFailed",
+    "NearCacheFlushed",
     "OutboxLag",
     "OutboxPublishFailed",
     "OutboxPublished",

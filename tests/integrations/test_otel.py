@@ -300,3 +300,16 @@ async def test_consumer_handled_and_dead_lettered(
     topic = {"messaging.destination.name": "orders"}
     assert value(found, "buttress.messaging.handled", **topic) == 1
     assert value(found, "buttress.messaging.dead_lettered", **topic) == 1
+
+
+def test_cache_evictions_by_cause(otel: OTelMetrics, reader: InMemoryMetricReader) -> None:
+    clock = FakeClock()
+    cache: bt.Cache[str, int] = bt.Cache(max_size=2, clock=clock, name="c")
+    cache.set("ttl", 0, ttl=1.0)
+    clock.advance(2.0)
+    assert cache.get("ttl") is None  # expired
+    for i in range(10):
+        cache.set(f"k{i}", i)
+    found = points(reader)
+    assert value(found, "buttress.cache.evictions", **{"buttress.cause": "expired"}) == 1
+    assert value(found, "buttress.cache.evictions", **{"buttress.cause": "size"}) >= 7

@@ -50,6 +50,12 @@ that emitted the event. Names never change within a major version:
   ``buttress.outbox.pending`` (gauge, ``{message}``); ``buttress.forward.buffered`` and
   ``buttress.forward.dropped`` (counters, ``{message}``).
 
+- ``buttress.cache.evictions`` (counter, ``{entry}``): ``buttress.cause`` (``size``,
+  ``expired``); ``buttress.cache.load_failures`` (counter, ``{load}``);
+  ``buttress.cache.write_failures`` (counter, ``{write}``): ``buttress.mode``,
+  ``buttress.gave_up``; ``buttress.cache.near_flushes`` (counter, ``{flush}``):
+  ``buttress.reason``.
+
 ``buttress.events`` counts every event, including kinds without a dedicated metric, so
 nothing a policy reports is invisible. A listener never raises into the call it observes
 (see :mod:`buttress.events`).
@@ -240,6 +246,22 @@ def _forward_dropped(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
     m.forward_dropped.add(1, a)
 
 
+def _cache_evicted(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.cache_evictions.add(1, {**a, "buttress.cause": e.cause})
+
+
+def _cache_load_failed(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.cache_load_failures.add(1, a)
+
+
+def _cache_write_failed(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.cache_write_failures.add(1, {**a, "buttress.mode": e.mode, "buttress.gave_up": e.gave_up})
+
+
+def _near_flushed(m: OTelMetrics, e: Any, a: dict[str, Any]) -> None:
+    m.cache_near_flushes.add(1, {**a, "buttress.reason": e.reason})
+
+
 # Keyed by the event class's full name, so this module imports none of the packages whose
 # events it maps (the chaos tools load only when used).
 _HANDLERS: dict[str, Handler] = {
@@ -266,6 +288,10 @@ _HANDLERS.update(
         "buttress.supervise._events.ChildUnkillable": _child_unkillable,
         "buttress.chaos._events.FaultInjected": _fault_injected,
         "buttress.chaos._events.ToxicApplied": _toxic_applied,
+        "buttress.cache._events.CacheEvicted": _cache_evicted,
+        "buttress.cache._events.CacheLoadFailed": _cache_load_failed,
+        "buttress.cache._events.CacheWriteFailed": _cache_write_failed,
+        "buttress.cache._redis_events.NearCacheFlushed": _near_flushed,
         "buttress.balance._events.EndpointEjected": _ejected,
         "buttress.balance._events.EndpointRestored": _restored,
         "buttress.balance._events.EndpointHealthChanged": _health_changed,
@@ -447,6 +473,22 @@ class OTelMetrics:
             "buttress.forward.dropped",
             unit="{message}",
             description="Buffered publishes dropped because the buffer was full",
+        )
+        self.cache_evictions = meter.create_counter(
+            "buttress.cache.evictions", unit="{entry}", description="Cache entries evicted"
+        )
+        self.cache_load_failures = meter.create_counter(
+            "buttress.cache.load_failures", unit="{load}", description="Cache loads that failed"
+        )
+        self.cache_write_failures = meter.create_counter(
+            "buttress.cache.write_failures",
+            unit="{write}",
+            description="Failed writes to a cache's backing store",
+        )
+        self.cache_near_flushes = meter.create_counter(
+            "buttress.cache.near_flushes",
+            unit="{flush}",
+            description="Near caches emptied because invalidations may have been missed",
         )
         self._dispatch: dict[type, Handler | None] = {}
         self._installed = False
