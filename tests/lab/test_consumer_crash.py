@@ -26,7 +26,7 @@ def test_consumer_crash_is_registered() -> None:
     """The lab knows consumer-crash; it needs nothing and hosts its own service."""
     assert lab.get_scenario("consumer-crash") is CONSUMER_CRASH
     assert CONSUMER_CRASH.host is not None and CONSUMER_CRASH.needs == ()
-    assert CONSUMER_CRASH.quick == 2.0
+    assert CONSUMER_CRASH.quick == 1.5
 
 
 async def test_effects_are_applied_once() -> None:

@@ -314,6 +314,6 @@ REPLICAS_SCENARIO = register(
             victim_used_again("recovered"),
         ),
         host=_host,
-        quick=4.0,
+        quick=2.5,
     )
 )

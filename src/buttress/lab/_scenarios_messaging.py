@@ -318,6 +318,6 @@ CONSUMER_CRASH = register(
         protect=_protect,
         hypotheses=(nothing_lost(),),
         host=_host_service,
-        quick=2.0,
+        quick=1.5,
     )
 )
