@@ -255,8 +255,14 @@ def render(
     env: Environment | None,
     *,
     document: bool,
+    sections: list[list[str]] | None = None,
 ) -> str:
-    """The report: markdown for RESULTS.md (``document``) or the terminal."""
+    """The report: markdown for RESULTS.md (``document``) or the terminal.
+
+    ``sections`` are extra markdown blocks (each starting with its ``## `` heading, no
+    number) from bench modules' ``report_section()``: measurements that are not timings
+    of a call, such as cache hit ratios over traces. They follow the suites, numbered on.
+    """
     lines: list[str] = []
     if document:
         assert env is not None
@@ -310,6 +316,10 @@ def render(
     # sections are numbered in report order (Suite.order), so suites added later slot in
     for number, result in enumerate(results, start=1):
         lines += _suite_block(result, number, configs=document)
+    for offset, section in enumerate(sections or [], start=len(results) + 1):
+        heading, *rest = section
+        title = heading.removeprefix("## ")
+        lines += [f"## {offset}. {title}" if document else f"{offset}. {title}", *rest, ""]
     if not document and all_targets:
         lines += ["Targets", "", *all_targets, ""]
     if env is not None:

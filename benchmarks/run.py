@@ -17,6 +17,7 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,12 +31,25 @@ from bench_baseline import BASELINE_SUITES  # noqa: E402
 RESULTS = HERE / "RESULTS.md"
 
 
+# bench module -> its report_section() (if it has one) and the names of its suites
+SECTIONS: dict[str, tuple[Callable[[bool], list[str]], set[str]]] = {}
+
+
 def discover() -> list[Suite]:
-    """Every suite of every ``bench_*.py`` module, in report order."""
+    """Every suite of every ``bench_*.py`` module, in report order.
+
+    A module may also define ``report_section(quick: bool) -> list[str]``: a markdown
+    block (its first line a ``## `` heading) measured once per run when any of the
+    module's suites is selected, e.g. hit ratios over cache traces.
+    """
     found: list[Suite] = []
     for path in sorted(HERE.glob("bench_*.py")):
         module = importlib.import_module(path.stem)
-        found.extend(module.suites())
+        own = module.suites()
+        found.extend(own)
+        section = getattr(module, "report_section", None)
+        if section is not None:
+            SECTIONS[path.stem] = (section, {suite.name for suite in own})
     names = [suite.name for suite in found]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
@@ -143,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             )
     baseline_results = [merge(raw[suite.name]) for suite in baselines]
     results = [merge(raw[suite.name]) for suite in chosen]
+    chosen_names = {suite.name for suite in chosen}
+    sections: list[list[str]] = []
+    for stem, (section, names) in SECTIONS.items():
+        if names & chosen_names:
+            progress(f"{stem}: report section")
+            began = time.perf_counter()
+            sections.append(section(args.quick))
+            print(f"{stem} section: {time.perf_counter() - began:.1f} s", file=sys.stderr)
     seconds = time.perf_counter() - started
 
     libs = sorted(
@@ -155,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     env = Environment.collect(_command(argv), libs, settings, seconds, load_before, commit)
-    print(render(baseline_results, results, env, document=False))
+    print(render(baseline_results, results, env, document=False, sections=sections))
     if args.write:
-        RESULTS.write_text(render(baseline_results, results, env, document=True))
+        RESULTS.write_text(render(baseline_results, results, env, document=True, sections=sections))
         print(f"wrote {os.path.relpath(RESULTS, ROOT)}", file=sys.stderr)
     return 0
 
