@@ -335,7 +335,7 @@ class Cache(Generic[K, V]):
         self._writer = writer
         if writer is not None:
             writer._attach(self)
-        # set() takes _put_plain while nothing needs a clock, a weigher or a writer
+        # set() takes its inlined fast path while nothing needs a clock, a weigher or a writer
         self._plain = not self._timed and not self._stamp and weigher is None and writer is None
 
     def __repr__(self) -> str:
@@ -408,20 +408,16 @@ class Cache(Generic[K, V]):
 
             cache.set("config", cfg, ttl=60)
         """
-        if ttl is None and self._plain:
-            self._put_plain(key, value)
+        if ttl is not None or not self._plain:
+            life = self._ttl if ttl is None else v.seconds("ttl", ttl)
+            writer = self._writer
+            if writer is not None:
+                writer._write(key, value)
+            self._put(key, value, life)
             return
-        life = self._ttl if ttl is None else v.seconds("ttl", ttl)
-        writer = self._writer
-        if writer is not None:
-            writer._write(key, value)
-        self._put(key, value, life)
-
-    __setitem__ = set
-
-    def _put_plain(self, key: Any, value: Any) -> None:
-        """:meth:`_put` for the common configuration: no expiry, weigher, refresh or
-        writer (``_plain``); the same steps, minus every test they make unnecessary."""
+        # The common configuration (``_plain``: no expiry, weigher, refresh or writer):
+        # the steps of _put, minus every test they make unnecessary, with the sketch
+        # update and the steady-state eviction inlined (each call costs on every miss).
         events: list[Event] | None = [] if (self._listeners or GLOBAL_LISTENERS) else None
         lock = self._lock
         lock.acquire()
@@ -434,27 +430,105 @@ class Cache(Generic[K, V]):
                     flight.stale = True
             if self._negative:
                 self._negative.pop(key, None)
-            node = self._data.get(key)
-            if node is None:
+            data = self._data
+            node = data.get(key)
+            if node is not None:
+                node[1] = value  # _VALUE
+                self._on_access(node)
+            else:
+                # FrequencySketch.record, inlined: hash, conservative increment, doorkeeper
                 sketch = self._sketch
-                slots, freq = sketch.record(key)
-                sampled = slots[0] % self._lru_rate == 0
-                node = [key, value, _WINDOW, freq, 1, slots, _INF, _INF, _INF, 0.0]
-                node += (0.0, False, sampled)
-                self._data[key] = self._window[key] = node
-                self._weight += 1
-                self._window_weight += 1
+                h = hash(key)
+                w = sketch._width
+                if w <= 0x8000:
+                    m = w - 1
+                    x = (h * 0x9E3779B1) & 0x3FFFFFFF
+                    x ^= x >> 15
+                    y = (x * 0x85EBCA6B) & 0x3FFFFFFF
+                    y ^= y >> 15
+                    i0 = x & m
+                    i1 = w + ((x >> 15) & m)
+                    i2 = 2 * w + (y & m)
+                    i3 = 3 * w + ((y >> 15) & m)
+                    slots = (h, i0, i1, i2, i3)
+                else:
+                    slots = sketch.slots(key)
+                    _, i0, i1, i2, i3 = slots
+                t = sketch._table
+                a = t[i0]
+                b = t[i1]
+                c = t[i2]
+                d = t[i3]
+                freq = a if a < b else b
+                if c < freq:
+                    freq = c
+                if d < freq:
+                    freq = d
+                sketch.additions += 1
+                door = sketch._door
+                if h in door:
+                    if freq < 15:  # a saturated 4-bit counter
+                        freq += 1
+                        if a < freq:
+                            t[i0] = freq
+                        if b < freq:
+                            t[i1] = freq
+                        if c < freq:
+                            t[i2] = freq
+                        if d < freq:
+                            t[i3] = freq
+                else:
+                    door.add(h)
+                freq += 1  # the doorkeeper's bit
+                sampled = h % self._lru_rate == 0
+                # fields: _KEY ... _SAMPLED
+                node = [key, value, 0, freq, 1, slots, _INF, _INF, _INF, 0.0, 0.0, False, sampled]
+                data[key] = node
+                window = self._window
+                window[key] = node
                 self._climb_misses += 1
                 if sampled:
                     self._sampled_misses += 1
                     self._lru_access(key)
                 if sketch.additions >= sketch.sample_size:
                     self._age()
-                if self._weight > self._max or self._window_weight > self._window_max:
-                    self._evict(events)
-            else:
-                node[1] = value  # _VALUE
-                self._on_access(node)
+                weight = self._weight + 1
+                window_weight = self._window_weight + 1
+                probation = self._probation
+                if weight == self._max + 1 and window_weight == self._window_max + 1 and probation:
+                    # The steady state: the window's LRU entry (the candidate) duels
+                    # probation's LRU entry (the victim) on frequency; one of them goes.
+                    ckey, cand = window.popitem(last=False)
+                    vkey = next(iter(probation))
+                    vic = probation[vkey]
+                    cf = cand[3]  # _FREQ, compared saturated
+                    vf = vic[3]
+                    if cf > _FREQ_CAP:
+                        cf = _FREQ_CAP
+                    if vf > _FREQ_CAP:
+                        vf = _FREQ_CAP
+                    if cf > vf or (
+                        cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0
+                    ):
+                        cand[2] = _PROBATION
+                        probation[ckey] = cand
+                        del probation[vkey]
+                        del data[vkey]
+                        evicted = vic
+                    else:
+                        del data[ckey]
+                        evicted = cand
+                    evicted[2] = _REMOVED
+                    if evicted[3] > 1:
+                        sketch.absorb(evicted[5], evicted[3])
+                    self._evictions += 1
+                    if events is not None:
+                        events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
+                else:
+                    self._weight = weight
+                    self._window_weight = window_weight
+                    if weight > self._max or window_weight > self._window_max:
+                        self._evict(events)
             if self._climb_hits + self._climb_misses >= self._climb_period:
                 self._climb()
         finally:
@@ -462,6 +536,8 @@ class Cache(Generic[K, V]):
         if events:
             for event in events:
                 emit(self._listeners, event)
+
+    __setitem__ = set
 
     def _weigh(self, key: Any, value: Any) -> int:
         weigher = self._weigher
