@@ -769,27 +769,45 @@ class Cache(Generic[K, V]):
                 self._climb()
 
     def _drain(self) -> None:
+        # The hot loop of every hit, amortised: field indices are literals (_QUEUE 2,
+        # _FREQ 3, _KEY 0, _SAMPLED 12; _PROTECTED 2, _WINDOW 0, _PROBATION 1), and the
+        # sampled-LRU update and the probation -> protected promotion are inlined.
         reads = self._reads
         n = len(reads)
         batch = reads[:n]
         del reads[:n]
         self._hits += n
         self._climb_hits += n
-        window, protected = self._window, self._protected
+        window, protected, probation = self._window, self._protected, self._probation
         for node in batch:
-            q = node[_QUEUE]
-            if q == _REMOVED:
+            q = node[2]
+            if q == 2:
+                protected.move_to_end(node[0])
+            elif q == 0:
+                window.move_to_end(node[0])
+            elif q == 1:  # a probation hit: to protected, demoting protected's LRU entries
+                key = node[0]
+                del probation[key]
+                node[2] = 2
+                protected[key] = node
+                self._protected_weight += node[4]  # _WEIGHT
+                if self._protected_weight > self._protected_max:
+                    self._demote()
+            else:  # removed since it was read
                 continue
-            node[_FREQ] += 1
-            if node[12]:  # _SAMPLED
+            node[3] += 1
+            if node[12]:
                 self._sampled_hits += 1
-                self._lru_access(node[0])
-            if q == _WINDOW:
-                window.move_to_end(node[_KEY])
-            elif q == _PROTECTED:
-                protected.move_to_end(node[_KEY])
-            else:
-                self._promote(node)
+                key = node[0]
+                lru = self._lru
+                if key in lru:
+                    lru.move_to_end(key)
+                    self._lru_hits += 1
+                else:
+                    lru[key] = None
+                    self._lru_misses += 1
+                    if len(lru) > self._lru_cap:
+                        lru.popitem(last=False)
         sketch = self._sketch
         sketch.additions += n
         if sketch.additions >= sketch.sample_size:
