@@ -208,8 +208,8 @@ class Cache(Generic[K, V]):
 
     __slots__ = (
         "__weakref__",
+        "_climb_count",
         "_climb_hits",
-        "_climb_misses",
         "_climb_period",
         "_clock",
         "_data",
@@ -319,7 +319,7 @@ class Cache(Generic[K, V]):
         self._protected_max = int((self._max - self._window_max) * _PROTECTED_SHARE)
         self._step = -_STEP_PERCENT * self._max
         self._prev_hit_rate = 0.0
-        self._climb_hits = self._climb_misses = 0
+        self._climb_hits = self._climb_count = 0  # hits, requests in the sample
         self._climb_period = max(int(_CLIMB_PERIOD * self._max), 16)
         # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
         # multiple of rate (spatial sampling), to tell when plain recency would do better.
@@ -486,7 +486,7 @@ class Cache(Generic[K, V]):
                 data[key] = node
                 window = self._window
                 window[key] = node
-                self._climb_misses += 1
+                self._climb_count += 1
                 if sampled:  # the LRU guard's sampled LRU (_lru_access, inlined)
                     self._sampled_misses += 1
                     lru = self._lru
@@ -500,10 +500,12 @@ class Cache(Generic[K, V]):
                             lru.popitem(last=False)
                 if sketch.additions >= sketch.sample_size:
                     self._age()
-                weight = self._weight + 1
-                window_weight = self._window_weight + 1
                 probation = self._probation
-                if weight == self._max + 1 and window_weight == self._window_max + 1 and probation:
+                if (
+                    self._weight == self._max
+                    and self._window_weight == self._window_max
+                    and probation
+                ):
                     # The steady state: the window's LRU entry (the candidate) duels
                     # probation's LRU entry (the victim) on frequency; one of them goes.
                     ckey, cand = window.popitem(last=False)
@@ -533,11 +535,11 @@ class Cache(Generic[K, V]):
                     if events is not None:
                         events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
                 else:
-                    self._weight = weight
-                    self._window_weight = window_weight
+                    weight = self._weight = self._weight + 1
+                    window_weight = self._window_weight = self._window_weight + 1
                     if weight > self._max or window_weight > self._window_max:
                         self._evict(events)
-            if self._climb_hits + self._climb_misses >= self._climb_period:
+            if self._climb_count >= self._climb_period:
                 self._climb()
         finally:
             lock.release()
@@ -583,7 +585,7 @@ class Cache(Generic[K, V]):
                 self._data[key] = self._window[key] = node
                 self._weight += weight
                 self._window_weight += weight
-                self._climb_misses += 1
+                self._climb_count += 1
                 if sampled:
                     self._sampled_misses += 1
                     self._lru_access(key)
@@ -617,7 +619,7 @@ class Cache(Generic[K, V]):
                     self._expire(now if timed else self._now(), events)
             if self._weight > self._max or self._window_weight > self._window_max:
                 self._evict(events)
-            if self._climb_hits + self._climb_misses >= self._climb_period:
+            if self._climb_count >= self._climb_period:
                 self._climb()
         finally:
             lock.release()
@@ -765,7 +767,7 @@ class Cache(Generic[K, V]):
     def _drain_locked(self) -> None:
         with self._lock:
             self._drain()
-            if self._climb_hits + self._climb_misses >= self._climb_period:
+            if self._climb_count >= self._climb_period:
                 self._climb()
 
     def _drain(self) -> None:
@@ -778,6 +780,7 @@ class Cache(Generic[K, V]):
         del reads[:n]
         self._hits += n
         self._climb_hits += n
+        self._climb_count += n
         window, protected, probation = self._window, self._protected, self._probation
         for node in batch:
             q = node[2]
@@ -974,7 +977,7 @@ class Cache(Generic[K, V]):
     def _climb(self) -> None:
         """Caffeine's hill climber: every sample period, step the window size in the
         direction that improved the hit ratio (restart big steps when it changes a lot)."""
-        sample = self._climb_hits + self._climb_misses
+        sample = self._climb_count
         if sample < self._climb_period or self._max < 2:
             return
         hit_rate = self._climb_hits / sample
@@ -1003,7 +1006,7 @@ class Cache(Generic[K, V]):
             self._lru_hits = self._lru_misses = 0
         self._prev_hit_rate = hit_rate
         self._step = step
-        self._climb_hits = self._climb_misses = 0
+        self._climb_hits = self._climb_count = 0
         adjustment = int(amount)
         if adjustment > 0:
             self._grow_window(adjustment)
