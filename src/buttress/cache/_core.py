@@ -74,7 +74,7 @@ _INITIAL_WINDOW = 0.01  # of the maximum
 _PROTECTED_SHARE = 0.80  # of the main space
 _STEP_PERCENT = 0.0625  # hill climber step, of the maximum
 _STEP_DECAY = 0.98
-_RESTART_THRESHOLD = 0.05
+_RESTART_THRESHOLD = 0.03  # Caffeine: 0.05; restarts sooner on a phase change
 _ADMIT_HASHDOS_THRESHOLD = 6
 _CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
 _FREQ_CAP = 16  # a saturated 4-bit counter (15) plus the doorkeeper bit
@@ -208,8 +208,8 @@ class Cache(Generic[K, V]):
 
     __slots__ = (
         "__weakref__",
+        "_climb_count",
         "_climb_hits",
-        "_climb_misses",
         "_climb_period",
         "_clock",
         "_data",
@@ -319,7 +319,7 @@ class Cache(Generic[K, V]):
         self._protected_max = int((self._max - self._window_max) * _PROTECTED_SHARE)
         self._step = -_STEP_PERCENT * self._max
         self._prev_hit_rate = 0.0
-        self._climb_hits = self._climb_misses = 0
+        self._climb_hits = self._climb_count = 0  # hits, requests in the sample
         self._climb_period = max(int(_CLIMB_PERIOD * self._max), 16)
         # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
         # multiple of rate (spatial sampling), to tell when plain recency would do better.
@@ -335,7 +335,7 @@ class Cache(Generic[K, V]):
         self._writer = writer
         if writer is not None:
             writer._attach(self)
-        # set() takes _put_plain while nothing needs a clock, a weigher or a writer
+        # set() takes its inlined fast path while nothing needs a clock, a weigher or a writer
         self._plain = not self._timed and not self._stamp and weigher is None and writer is None
 
     def __repr__(self) -> str:
@@ -408,20 +408,16 @@ class Cache(Generic[K, V]):
 
             cache.set("config", cfg, ttl=60)
         """
-        if ttl is None and self._plain:
-            self._put_plain(key, value)
+        if ttl is not None or not self._plain:
+            life = self._ttl if ttl is None else v.seconds("ttl", ttl)
+            writer = self._writer
+            if writer is not None:
+                writer._write(key, value)
+            self._put(key, value, life)
             return
-        life = self._ttl if ttl is None else v.seconds("ttl", ttl)
-        writer = self._writer
-        if writer is not None:
-            writer._write(key, value)
-        self._put(key, value, life)
-
-    __setitem__ = set
-
-    def _put_plain(self, key: Any, value: Any) -> None:
-        """:meth:`_put` for the common configuration: no expiry, weigher, refresh or
-        writer (``_plain``); the same steps, minus every test they make unnecessary."""
+        # The common configuration (``_plain``: no expiry, weigher, refresh or writer):
+        # the steps of _put, minus every test they make unnecessary, with the sketch
+        # update and the steady-state eviction inlined (each call costs on every miss).
         events: list[Event] | None = [] if (self._listeners or GLOBAL_LISTENERS) else None
         lock = self._lock
         lock.acquire()
@@ -434,34 +430,124 @@ class Cache(Generic[K, V]):
                     flight.stale = True
             if self._negative:
                 self._negative.pop(key, None)
-            node = self._data.get(key)
-            if node is None:
-                sketch = self._sketch
-                slots, freq = sketch.record(key)
-                sampled = slots[0] % self._lru_rate == 0
-                node = [key, value, _WINDOW, freq, 1, slots, _INF, _INF, _INF, 0.0]
-                node += (0.0, False, sampled)
-                self._data[key] = self._window[key] = node
-                self._weight += 1
-                self._window_weight += 1
-                self._climb_misses += 1
-                if sampled:
-                    self._sampled_misses += 1
-                    self._lru_access(key)
-                if sketch.additions >= sketch.sample_size:
-                    self._age()
-                if self._weight > self._max or self._window_weight > self._window_max:
-                    self._evict(events)
-            else:
+            data = self._data
+            node = data.get(key)
+            if node is not None:
                 node[1] = value  # _VALUE
                 self._on_access(node)
-            if self._climb_hits + self._climb_misses >= self._climb_period:
+            else:
+                # FrequencySketch.record, inlined: hash, conservative increment, doorkeeper
+                sketch = self._sketch
+                h = hash(key)
+                w = sketch._width
+                if w <= 0x8000:
+                    m = w - 1
+                    x = (h * 0x9E3779B1) & 0x3FFFFFFF
+                    x ^= x >> 15
+                    y = (x * 0x85EBCA6B) & 0x3FFFFFFF
+                    y ^= y >> 15
+                    i0 = x & m
+                    i1 = w + ((x >> 15) & m)
+                    i2 = 2 * w + (y & m)
+                    i3 = 3 * w + ((y >> 15) & m)
+                    slots = (h, i0, i1, i2, i3)
+                else:
+                    slots = sketch.slots(key)
+                    _, i0, i1, i2, i3 = slots
+                t = sketch._table
+                a = t[i0]
+                b = t[i1]
+                c = t[i2]
+                d = t[i3]
+                freq = a if a < b else b
+                if c < freq:
+                    freq = c
+                if d < freq:
+                    freq = d
+                sketch.additions += 1
+                door = sketch._door
+                if h in door:
+                    if freq < 15:  # a saturated 4-bit counter
+                        freq += 1
+                        if a < freq:
+                            t[i0] = freq
+                        if b < freq:
+                            t[i1] = freq
+                        if c < freq:
+                            t[i2] = freq
+                        if d < freq:
+                            t[i3] = freq
+                else:
+                    door.add(h)
+                freq += 1  # the doorkeeper's bit
+                sampled = h % self._lru_rate == 0
+                # fields: _KEY ... _SAMPLED
+                node = [key, value, 0, freq, 1, slots, _INF, _INF, _INF, 0.0, 0.0, False, sampled]
+                data[key] = node
+                window = self._window
+                window[key] = node
+                self._climb_count += 1
+                if sampled:  # the LRU guard's sampled LRU (_lru_access, inlined)
+                    self._sampled_misses += 1
+                    lru = self._lru
+                    if key in lru:
+                        lru.move_to_end(key)
+                        self._lru_hits += 1
+                    else:
+                        lru[key] = None
+                        self._lru_misses += 1
+                        if len(lru) > self._lru_cap:
+                            lru.popitem(last=False)
+                if sketch.additions >= sketch.sample_size:
+                    self._age()
+                probation = self._probation
+                if (
+                    self._weight == self._max
+                    and self._window_weight == self._window_max
+                    and probation
+                ):
+                    # The steady state: the window's LRU entry (the candidate) duels
+                    # probation's LRU entry (the victim) on frequency; one of them goes.
+                    ckey, cand = window.popitem(last=False)
+                    vkey = next(iter(probation))
+                    vic = probation[vkey]
+                    cf = cand[3]  # _FREQ, compared saturated
+                    vf = vic[3]
+                    if cf > _FREQ_CAP:
+                        cf = _FREQ_CAP
+                    if vf > _FREQ_CAP:
+                        vf = _FREQ_CAP
+                    if cf > vf or (
+                        cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0
+                    ):
+                        cand[2] = _PROBATION
+                        probation[ckey] = cand
+                        del probation[vkey]
+                        del data[vkey]
+                        evicted = vic
+                    else:
+                        del data[ckey]
+                        evicted = cand
+                    evicted[2] = _REMOVED
+                    if evicted[3] > 1:
+                        sketch.absorb(evicted[5], evicted[3])
+                    self._evictions += 1
+                    if events is not None:
+                        events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
+                else:
+                    weight = self._weight = self._weight + 1
+                    window_weight = self._window_weight = self._window_weight + 1
+                    if weight > self._max or window_weight > self._window_max:
+                        self._evict(events)
+            if self._climb_count >= self._climb_period:
                 self._climb()
         finally:
             lock.release()
         if events:
             for event in events:
                 emit(self._listeners, event)
+
+    __setitem__ = set
 
     def _weigh(self, key: Any, value: Any) -> int:
         weigher = self._weigher
@@ -499,7 +585,7 @@ class Cache(Generic[K, V]):
                 self._data[key] = self._window[key] = node
                 self._weight += weight
                 self._window_weight += weight
-                self._climb_misses += 1
+                self._climb_count += 1
                 if sampled:
                     self._sampled_misses += 1
                     self._lru_access(key)
@@ -533,7 +619,7 @@ class Cache(Generic[K, V]):
                     self._expire(now if timed else self._now(), events)
             if self._weight > self._max or self._window_weight > self._window_max:
                 self._evict(events)
-            if self._climb_hits + self._climb_misses >= self._climb_period:
+            if self._climb_count >= self._climb_period:
                 self._climb()
         finally:
             lock.release()
@@ -681,31 +767,50 @@ class Cache(Generic[K, V]):
     def _drain_locked(self) -> None:
         with self._lock:
             self._drain()
-            if self._climb_hits + self._climb_misses >= self._climb_period:
+            if self._climb_count >= self._climb_period:
                 self._climb()
 
     def _drain(self) -> None:
+        # The hot loop of every hit, amortised: field indices are literals (_QUEUE 2,
+        # _FREQ 3, _KEY 0, _SAMPLED 12; _PROTECTED 2, _WINDOW 0, _PROBATION 1), and the
+        # sampled-LRU update and the probation -> protected promotion are inlined.
         reads = self._reads
         n = len(reads)
         batch = reads[:n]
         del reads[:n]
         self._hits += n
         self._climb_hits += n
-        window, protected = self._window, self._protected
+        self._climb_count += n
+        window, protected, probation = self._window, self._protected, self._probation
         for node in batch:
-            q = node[_QUEUE]
-            if q == _REMOVED:
+            q = node[2]
+            if q == 2:
+                protected.move_to_end(node[0])
+            elif q == 0:
+                window.move_to_end(node[0])
+            elif q == 1:  # a probation hit: to protected, demoting protected's LRU entries
+                key = node[0]
+                del probation[key]
+                node[2] = 2
+                protected[key] = node
+                self._protected_weight += node[4]  # _WEIGHT
+                if self._protected_weight > self._protected_max:
+                    self._demote()
+            else:  # removed since it was read
                 continue
-            node[_FREQ] += 1
-            if node[12]:  # _SAMPLED
+            node[3] += 1
+            if node[12]:
                 self._sampled_hits += 1
-                self._lru_access(node[0])
-            if q == _WINDOW:
-                window.move_to_end(node[_KEY])
-            elif q == _PROTECTED:
-                protected.move_to_end(node[_KEY])
-            else:
-                self._promote(node)
+                key = node[0]
+                lru = self._lru
+                if key in lru:
+                    lru.move_to_end(key)
+                    self._lru_hits += 1
+                else:
+                    lru[key] = None
+                    self._lru_misses += 1
+                    if len(lru) > self._lru_cap:
+                        lru.popitem(last=False)
         sketch = self._sketch
         sketch.additions += n
         if sketch.additions >= sketch.sample_size:
@@ -872,7 +977,7 @@ class Cache(Generic[K, V]):
     def _climb(self) -> None:
         """Caffeine's hill climber: every sample period, step the window size in the
         direction that improved the hit ratio (restart big steps when it changes a lot)."""
-        sample = self._climb_hits + self._climb_misses
+        sample = self._climb_count
         if sample < self._climb_period or self._max < 2:
             return
         hit_rate = self._climb_hits / sample
@@ -901,7 +1006,7 @@ class Cache(Generic[K, V]):
             self._lru_hits = self._lru_misses = 0
         self._prev_hit_rate = hit_rate
         self._step = step
-        self._climb_hits = self._climb_misses = 0
+        self._climb_hits = self._climb_count = 0
         adjustment = int(amount)
         if adjustment > 0:
             self._grow_window(adjustment)

@@ -73,9 +73,24 @@ class FrequencySketch:
         )
 
     def record(self, key: object) -> tuple[tuple[int, int, int, int, int], int]:
-        """:meth:`slots` then :meth:`increment` in one call: the slots and the new estimate."""
-        slots = self.slots(key)
-        h, i0, i1, i2, i3 = slots
+        """:meth:`slots` then :meth:`increment` in one call: the slots and the new estimate.
+        (The hashing of :meth:`slots` is repeated inline: this runs on every cache miss.)"""
+        h = hash(key)
+        m = self._mask
+        w = self._width
+        if w <= 0x8000:
+            x = (h * 0x9E3779B1) & 0x3FFFFFFF
+            x ^= x >> 15
+            y = (x * 0x85EBCA6B) & 0x3FFFFFFF
+            y ^= y >> 15
+            i0 = x & m
+            i1 = w + ((x >> 15) & m)
+            i2 = 2 * w + (y & m)
+            i3 = 3 * w + ((y >> 15) & m)
+            slots = (h, i0, i1, i2, i3)
+        else:
+            slots = self.slots(key)
+            h, i0, i1, i2, i3 = slots
         t = self._table
         a = t[i0]
         b = t[i1]
