@@ -85,6 +85,7 @@ class _Flow:
         self.target = 0
         self.done: asyncio.Event | None = None
         self.started = False
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def seen(self) -> None:
         self.handled += 1
@@ -101,6 +102,11 @@ class _Flow:
         raise NotImplementedError
 
     async def run_batch(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            # each pass of a run measures on a new event loop against a restarted server:
+            # start this flow's clients and consumer again
+            self.loop, self.started, self.handled, self.target = loop, False, 0, 0
         if not self.started:
             self.started = True
             self.done = asyncio.Event()

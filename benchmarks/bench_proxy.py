@@ -44,6 +44,7 @@ class _Env:
 
     def start(self) -> int:
         self.redis.start()
+        self.proxies = ProxyServer()  # a fresh registry each pass (setup runs once per pass)
         self.proxies.start_background()
         proxy = self.proxies.create("redis", f"127.0.0.1:{self.redis.port}")
         return proxy.port

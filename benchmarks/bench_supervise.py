@@ -27,6 +27,7 @@ class _Crashing:
         self.kill: asyncio.Future[None] | None = None
         self.started: asyncio.Future[None] | None = None
         self.starts = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def child(self) -> None:
         loop = asyncio.get_running_loop()
@@ -53,6 +54,10 @@ class _BtRestart(_Crashing):
         )
 
     async def crash_and_restart(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # each pass of a run measures on a new event loop
+            self.__init__()  # type: ignore[misc]
+            self.loop = loop
         if not self.sup.running:
             await self.sup.start()
         await self.cycle()
@@ -73,6 +78,10 @@ class _LoopRestart(_Crashing):
                 continue
 
     async def crash_and_restart(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # each pass of a run measures on a new event loop
+            self.__init__()  # type: ignore[misc]
+            self.loop = loop
         if self.task is None:
             self.started = asyncio.get_running_loop().create_future()
             self.task = asyncio.ensure_future(self._forever())
@@ -88,8 +97,13 @@ class _BtDynamic:
     def __init__(self) -> None:
         self.sup = DynamicSupervisor(name="bench-dynamic")
         self.spec = ChildSpec("c", _idle, restart="temporary")
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def spawn_and_stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # each pass of a run measures on a new event loop
+            self.sup = DynamicSupervisor(name="bench-dynamic")
+            self.loop = loop
         if not self.sup.running:
             await self.sup.start()
         await self.sup.start_child(self.spec)
@@ -99,8 +113,12 @@ class _BtDynamic:
 class _TaskGroupDynamic:
     def __init__(self) -> None:
         self.group: asyncio.TaskGroup | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def spawn_and_stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # each pass of a run measures on a new event loop
+            self.group, self.loop = None, loop
         if self.group is None:
             self.group = asyncio.TaskGroup()
             await self.group.__aenter__()
