@@ -185,6 +185,62 @@ def test_policy_docstrings_name_defaults_errors_and_example() -> None:
         assert "Default" in doc, cls
 
 
+def test_pattern_docstrings_name_arguments_errors_and_example() -> None:
+    """The entry points of every pattern beyond the policies document their arguments
+    (with defaults where they take options), their errors and an example."""
+    from buttress.integrations.asgi import IdempotencyMiddleware
+    from buttress.integrations.httpx import BalancedTransport
+    from buttress.messaging import (
+        PostgresInbox,
+        PostgresOutbox,
+        RedisInbox,
+        SQLiteInbox,
+        SQLiteOutbox,
+    )
+    from buttress.messaging.nats import NatsTransport
+
+    entry_points: list[object] = [
+        bt.Supervisor,
+        bt.DynamicSupervisor,
+        bt.ChildSpec,
+        bt.Cache,
+        bt.RedisCache,
+        bt.TieredCache,
+        bt.WriteBehind,
+        bt.WriteThrough,
+        bt.cached,
+        bt.HashRing,
+        bt.JumpHash,
+        bt.Rendezvous,
+        bt.Maglev,
+        bt.BoundedLoad,
+        bt.ShardMap,
+        bt.Balancer,
+        bt.HealthCheck,
+        bt.HttpCheck,
+        bt.OutlierDetection,
+        bt.Consumer,
+        bt.MemoryTransport,
+        bt.RedisStreamsTransport,
+        NatsTransport,
+        bt.OutboxRelay,
+        bt.StoreAndForward,
+        SQLiteInbox,
+        RedisInbox,
+        PostgresInbox,
+        SQLiteOutbox,
+        PostgresOutbox,
+        BalancedTransport,
+        IdempotencyMiddleware,
+    ]
+    for obj in entry_points:
+        doc = getattr(obj, "__doc__", None) or ""
+        assert "Args:" in doc or "Arguments:" in doc, obj
+        assert "Raises:" in doc, obj
+        assert "Example::" in doc, obj
+        assert "default" in doc.lower(), obj
+
+
 def test_private_modules_stay_private() -> None:
     """Implementation modules are underscore-prefixed; users import from the package."""
     public_submodules = {
