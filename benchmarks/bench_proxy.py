@@ -2,19 +2,26 @@
 
 A real redis-server on loopback is the upstream (written in C, so what is measured is the
 proxy, not the far end). Every row uses a plain blocking socket: ``direct`` connects to
-redis-server, ``proxy`` to a :class:`buttress.chaos.ProxyServer` (its own event loop in a
-background thread) in front of it. No Toxiproxy binary is packaged for Debian or PyPI, so
-there is no peer proxy in the run; the direct connection is the reference.
+redis-server, ``proxy`` to the fault proxy in front of it, run as users run it: the
+``buttress proxy`` command in its own process, the proxy created through its
+Toxiproxy-compatible HTTP API. (In a thread of the benchmark's process it would share the
+GIL with the client.) No Toxiproxy binary is packaged for Debian or PyPI, so there is no
+peer proxy in the run; the direct connection is the reference.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from typing import Any
 
 from _harness import Contender, RatioColumn, Suite
 from _redis import Server
-from buttress.chaos import ProxyServer
 
 BIG = 1 << 20  # 1 MiB
 
@@ -30,10 +37,16 @@ def _recv_exact(sock: socket.socket, n: int) -> None:
         got += k
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class _Env:
     def __init__(self) -> None:
         self.redis = Server()
-        self.proxies = ProxyServer()
+        self.proxy: subprocess.Popen[bytes] | None = None
         self.sockets: list[socket.socket] = []
 
     def connect(self, port: int) -> socket.socket:
@@ -43,17 +56,43 @@ class _Env:
         return sock
 
     def start(self) -> int:
+        """Start redis-server and a ``buttress proxy`` process; create the proxy through
+        the HTTP API and return the port it listens on."""
         self.redis.start()
-        self.proxies = ProxyServer()  # a fresh registry each pass (setup runs once per pass)
-        self.proxies.start_background()
-        proxy = self.proxies.create("redis", f"127.0.0.1:{self.redis.port}")
-        return proxy.port
+        api = _free_port()
+        self.proxy = subprocess.Popen(
+            [sys.executable, "-m", "buttress.cli", "proxy", "--port", str(api)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        upstream = f"127.0.0.1:{self.redis.port}"
+        spec = {"name": "redis", "listen": "127.0.0.1:0", "upstream": upstream}
+        deadline = time.monotonic() + 15
+        while True:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{api}/proxies",
+                data=json.dumps(spec).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    listen = json.loads(response.read())["listen"]
+                    return int(listen.rsplit(":", 1)[1])
+            except OSError:
+                if time.monotonic() > deadline or self.proxy.poll() is not None:
+                    raise RuntimeError("buttress proxy did not start") from None
+                time.sleep(0.05)
 
     def stop(self) -> None:
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()
-        self.proxies.stop_background()
+        if self.proxy is not None:
+            self.proxy.terminate()
+            self.proxy.wait(10)
+            self.proxy = None
         self.redis.stop()
 
 
@@ -97,12 +136,12 @@ def _rtt() -> Suite:
             ),
             Contender(
                 "proxy",
-                "through buttress `ProxyServer` (no toxics)",
+                "through `buttress proxy` (no toxics)",
                 "buttress",
                 "call",
                 stmt,
                 proxied,
-                config='ProxyServer().create("redis", upstream=...)',
+                config='buttress proxy; POST /proxies {"name": "redis", ...}',
             ),
         ],
         columns=[RatioColumn("vs direct", {}, "direct")],

@@ -63,6 +63,20 @@ def test_redis_through_the_proxy(fault_proxy, redis_server: RedisServer) -> None
     client.close()
 
 
+def test_both_sockets_of_a_link_disable_nagle(fault_proxy, redis_server: RedisServer) -> None:
+    """TCP_NODELAY on the accepted client socket and the upstream socket: with Nagle on,
+    the last segment of a large reply waited for the client's delayed ACK (~40 ms)."""
+    proxy = fault_proxy(_upstream(redis_server))
+    client = _client(proxy)
+    client.set("chaos:big", b"v" * 300_000)
+    assert len(client.get("chaos:big") or b"") == 300_000
+    (link,) = list(proxy._links)
+    for writer in (link.client_writer, link.upstream_writer):
+        sock = writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    client.close()
+
+
 def test_latency_toxic_delays_replies_until_removed(fault_proxy, redis_server) -> None:
     """A downstream latency holds each reply; removing it releases the flow."""
     proxy = fault_proxy(_upstream(redis_server))
