@@ -87,3 +87,34 @@ def test_on_redis_streams(redis_server: RedisServer) -> None:
     result = lab.run_lab([CONSUMER_CRASH], config).scenarios[0]
     assert result.protected.notes["lost"] == 0, result.protected.notes
     assert result.held
+
+
+async def test_a_consumer_that_swallows_a_cancellation_is_still_reaped() -> None:
+    """redis-py 8 can swallow a cancellation that lands in a blocking XREADGROUP; the
+    scenario's reaper cancels again until the crashed consumer is gone (it hung once)."""
+    from buttress.lab._scenarios_messaging import ConsumerCrashService, _run_consumers
+
+    transport = MemoryTransport()
+    service = ConsumerCrashService(HostContext("naked", random.Random(1), 1.0), transport, "t")
+    swallowed = 0
+
+    async def make() -> MemoryTransport:
+        return transport
+
+    async def start(service: object, transport: object) -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed == 0:
+                    swallowed += 1  # returns as if the read had completed
+                    continue
+                raise
+
+    stop = asyncio.Event()
+    runner = asyncio.ensure_future(_run_consumers(service, make, start, stop))
+    await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(runner, 5)
+    assert swallowed == 1

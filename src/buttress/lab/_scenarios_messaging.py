@@ -224,8 +224,12 @@ async def _run_consumers(
                 service.crashes += 1  # dies where it stands: no ack, no give-back
             if transport.last is not None:
                 transport.last.crash()
-            task.cancel()
-            await asyncio.wait((task,))
+            # Reap it. Cancel until it is done: redis-py 8 can swallow a cancellation that
+            # lands inside a blocking XREADGROUP and return normally, and the dead consumer
+            # then waits for ever on its next fetch.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait((task,), timeout=0.05)
             if not task.cancelled():
                 task.exception()  # retrieved: a crash's own error is not news
 
