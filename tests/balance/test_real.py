@@ -20,6 +20,7 @@ from buttress.balance import (
     TcpCheck,
 )
 from buttress.integrations.httpx import BalancedTransport
+from buttress.testing import FakeClock
 
 from .replicas import LoopThread, Replica
 
@@ -48,8 +49,10 @@ def shares(reps: list[Replica], before: list[int]) -> list[int]:
 
 
 async def test_failing_replica_is_ejected_then_returns(replicas: list[Replica]) -> None:
-    """503s eject a replica; retries hide them; after recovery it gets traffic again."""
-    b = balancer(replicas, strategy="round_robin")
+    """503s eject a replica; retries hide them; after recovery it gets traffic again.
+    Real servers, virtual time: the ejection ends when the FakeClock passes it."""
+    clock = FakeClock()
+    b = balancer(replicas, strategy="round_robin", clock=clock)
     async with httpx.AsyncClient(
         transport=BalancedTransport(b, breaker=None), base_url="http://svc"
     ) as client:
@@ -62,7 +65,7 @@ async def test_failing_replica_is_ejected_then_returns(replicas: list[Replica]) 
             await client.get("/")
         assert shares(replicas, before)[0] == 0
         replicas[0].mode = "ok"
-        await asyncio.sleep(0.35)
+        clock.advance(0.35)  # past base_ejection_time
         before = [r.hits for r in replicas]
         for _ in range(30):
             await client.get("/")
@@ -89,7 +92,8 @@ async def test_killed_replica_is_ejected_and_returns_after_revival(
     replicas: list[Replica],
 ) -> None:
     """A dead replica (connection refused) is ejected; revived, it is used again."""
-    b = balancer(replicas, strategy="round_robin")
+    clock = FakeClock()
+    b = balancer(replicas, strategy="round_robin", clock=clock)
     transport = BalancedTransport(b, breaker=None)
     async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
         replicas[1].kill()
@@ -97,7 +101,7 @@ async def test_killed_replica_is_ejected_and_returns_after_revival(
             assert (await client.get("/")).status_code == 200  # connect errors re-sent
         assert b.stats().endpoints[1].ejected
         replicas[1].revive()
-        await asyncio.sleep(0.35)
+        clock.advance(0.35)  # past base_ejection_time
         before = replicas[1].hits
         for _ in range(30):
             await client.get("/")

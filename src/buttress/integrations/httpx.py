@@ -20,6 +20,7 @@ import httpx
 from .. import _validate as v
 from .._breaker import CircuitBreaker
 from .._budget import RetryBudget
+from .._clock import Clock
 from .._deadline import DEADLINE_HEADER, format_timeout, remaining
 from .._errors import CircuitOpenError, DeadlineExceededError
 from ..balance import Balancer, Endpoint, Pick
@@ -32,9 +33,11 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 _SAFE_TO_RESEND = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def default_breaker(endpoint: Endpoint) -> CircuitBreaker:
+def default_breaker(endpoint: Endpoint, *, clock: Clock | None = None) -> CircuitBreaker:
     """The breaker :class:`BalancedTransport` gives each endpoint by default: opens after
-    5 failures in a row (5xx answers and transport errors), probes after 10 s.
+    5 failures in a row (5xx answers and transport errors), probes after 10 s. The
+    transport passes its balancer's ``clock`` (default ``None``: the system clock), so
+    breakers and balancer share one time.
 
     Example::
 
@@ -46,6 +49,7 @@ def default_breaker(endpoint: Endpoint) -> CircuitBreaker:
         open_for=10.0,
         record_result=_server_error,
         name=f"breaker:{endpoint.address}",
+        clock=clock,
     )
 
 
@@ -204,7 +208,7 @@ class BalancedTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             budget = RetryBudget(clock=balancer.clock, name=f"{balancer.name}:retries")
         elif budget is not False and not isinstance(budget, RetryBudget):
             raise v.fail("budget", "a RetryBudget, None or False", budget)
-        self.budget: RetryBudget | None = budget or None
+        self.budget: RetryBudget | None = None if budget is False else budget
         self.retry_methods = frozenset(m.upper() for m in retry_methods)
         self.retry_statuses = frozenset(retry_statuses)
         self.failure_statuses = frozenset(failure_statuses)
@@ -225,7 +229,12 @@ class BalancedTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             return None
         found = self._breakers.get(endpoint.address)
         if found is None:
-            found = self._breakers.setdefault(endpoint.address, self.breaker(endpoint))
+            made = (
+                default_breaker(endpoint, clock=self.balancer.clock)
+                if self.breaker is default_breaker
+                else self.breaker(endpoint)
+            )
+            found = self._breakers.setdefault(endpoint.address, made)
         return found
 
     def _record_result(self, response: httpx.Response) -> bool:
