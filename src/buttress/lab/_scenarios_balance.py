@@ -314,6 +314,6 @@ REPLICAS_SCENARIO = register(
             victim_used_again("recovered"),
         ),
         host=_host,
-        quick=2.5,
+        quick=4.0,
     )
 )
