@@ -249,7 +249,9 @@ class Cache(Generic[K, V]):
         "_sampled_hits",
         "_sampled_misses",
         "_seq",
-        "_sketch",
+        "_counts",
+        "_additions",
+        "_sample_size",
         "_stamp",
         "_step",
         "_tasks",
@@ -305,7 +307,9 @@ class Cache(Generic[K, V]):
         self._probation: OrderedDict[Any, _Node] = OrderedDict()
         self._protected: OrderedDict[Any, _Node] = OrderedDict()
         self._reads: list[_Node] = []
-        self._sketch = FrequencySketch(self._max)
+        self._counts: dict[int, int] = {}
+        self._additions = 0
+        self._sample_size = max(10 * self._max, 160)
         self._heap: list[tuple[float, int, _Node]] = []
         self._seq = itertools.count()
         self._timed = self._ttl is not None or self._eaa is not None
@@ -436,50 +440,10 @@ class Cache(Generic[K, V]):
                 node[1] = value  # _VALUE
                 self._on_access(node)
             else:
-                # FrequencySketch.record, inlined: hash, conservative increment, doorkeeper
-                sketch = self._sketch
                 h = hash(key)
-                w = sketch._width
-                if w <= 0x8000:
-                    m = w - 1
-                    x = (h * 0x9E3779B1) & 0x3FFFFFFF
-                    x ^= x >> 15
-                    y = (x * 0x85EBCA6B) & 0x3FFFFFFF
-                    y ^= y >> 15
-                    i0 = x & m
-                    i1 = w + ((x >> 15) & m)
-                    i2 = 2 * w + (y & m)
-                    i3 = 3 * w + ((y >> 15) & m)
-                    slots = (h, i0, i1, i2, i3)
-                else:
-                    slots = sketch.slots(key)
-                    _, i0, i1, i2, i3 = slots
-                t = sketch._table
-                a = t[i0]
-                b = t[i1]
-                c = t[i2]
-                d = t[i3]
-                freq = a if a < b else b
-                if c < freq:
-                    freq = c
-                if d < freq:
-                    freq = d
-                sketch.additions += 1
-                door = sketch._door
-                if h in door:
-                    if freq < 15:  # a saturated 4-bit counter
-                        freq += 1
-                        if a < freq:
-                            t[i0] = freq
-                        if b < freq:
-                            t[i1] = freq
-                        if c < freq:
-                            t[i2] = freq
-                        if d < freq:
-                            t[i3] = freq
-                else:
-                    door.add(h)
-                freq += 1  # the doorkeeper's bit
+                freq = self._counts.pop(h, 0) + 1
+                slots = h
+                self._additions += 1
                 sampled = h % self._lru_rate == 0
                 # fields: _KEY ... _SAMPLED
                 node = [key, value, 0, freq, 1, slots, _INF, _INF, _INF, 0.0, 0.0, False, sampled]
@@ -498,7 +462,7 @@ class Cache(Generic[K, V]):
                         self._lru_misses += 1
                         if len(lru) > self._lru_cap:
                             lru.popitem(last=False)
-                if sketch.additions >= sketch.sample_size:
+                if self._additions >= self._sample_size:
                     self._age()
                 probation = self._probation
                 if (
@@ -529,8 +493,8 @@ class Cache(Generic[K, V]):
                         del data[ckey]
                         evicted = cand
                     evicted[2] = _REMOVED
-                    if evicted[3] > 1:
-                        sketch.absorb(evicted[5], evicted[3])
+                    f = evicted[3]
+                    self._counts[evicted[5]] = f if f < 16 else 16  # _FREQ_CAP
                     self._evictions += 1
                     if events is not None:
                         events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
@@ -576,11 +540,12 @@ class Cache(Generic[K, V]):
                 self._negative.pop(key, None)
             node = self._data.get(key)
             if node is None:
-                sketch = self._sketch
-                slots, freq = sketch.record(key)
+                slots = hash(key)
+                freq = self._counts.pop(slots, 0) + 1
+                self._additions += 1
                 # a list literal is faster to build than a slotted object (fields: _KEY...)
                 node = [key, value, _WINDOW, freq, weight, slots, _INF, _INF, _INF, now]
-                sampled = slots[0] % self._lru_rate == 0
+                sampled = slots % self._lru_rate == 0
                 node += (loaded_in, False, sampled)
                 self._data[key] = self._window[key] = node
                 self._weight += weight
@@ -589,7 +554,7 @@ class Cache(Generic[K, V]):
                 if sampled:
                     self._sampled_misses += 1
                     self._lru_access(key)
-                if sketch.additions >= sketch.sample_size:
+                if self._additions >= self._sample_size:
                     self._age()
             else:
                 node[1] = value  # _VALUE
@@ -811,21 +776,21 @@ class Cache(Generic[K, V]):
                     self._lru_misses += 1
                     if len(lru) > self._lru_cap:
                         lru.popitem(last=False)
-        sketch = self._sketch
-        sketch.additions += n
-        if sketch.additions >= sketch.sample_size:
+        self._additions += n
+        if self._additions >= self._sample_size:
             self._age()
 
     def _age(self) -> None:
         """TinyLFU's aging: halve the sketch and every resident entry's count."""
-        self._sketch.age()
+        self._counts = {h: (f - 1) >> 1 for h, f in self._counts.items() if f > 2}
+        self._additions //= 2
         for node in self._data.values():
             f = node[_FREQ]
             node[_FREQ] = (f if f < _FREQ_CAP else _FREQ_CAP) >> 1
 
     def _on_access(self, node: _Node) -> None:
         node[_FREQ] += 1
-        self._sketch.additions += 1
+        self._additions += 1
         q = node[_QUEUE]
         if q == _WINDOW:
             self._window.move_to_end(node[_KEY])
@@ -866,8 +831,8 @@ class Cache(Generic[K, V]):
             self._protected_weight -= node[_WEIGHT]
         self._weight -= node[_WEIGHT]
         node[_QUEUE] = _REMOVED
-        if node[_FREQ] > 1:
-            self._sketch.absorb(node[_SLOTS], node[_FREQ])
+        f = node[_FREQ]
+        self._counts[node[_SLOTS]] = f if f < _FREQ_CAP else _FREQ_CAP
 
     def _evict(self, events: list[Event] | None) -> None:
         """Caffeine's eviction: window overflow -> probation candidates; then, while over
@@ -901,8 +866,8 @@ class Cache(Generic[K, V]):
                 evicted = cand
             self._weight -= 1
             evicted[2] = _REMOVED
-            if evicted[3] > 1:
-                self._sketch.absorb(evicted[5], evicted[3])
+            f = evicted[3]
+            self._counts[evicted[5]] = f if f < _FREQ_CAP else _FREQ_CAP
             self._evictions += 1
             if events is not None:
                 events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
