@@ -215,7 +215,11 @@ class Cache(Generic[K, V]):
         "_data",
         "_eaa",
         "_early",
-        "_evictions",
+        "_dropped",
+        "_due",
+        "_inserts",
+        "_inserts_seen",
+        "_steady",
         "_expirations",
         "_flights",
         "_heap",
@@ -307,8 +311,13 @@ class Cache(Generic[K, V]):
         self._probation: OrderedDict[Any, _Node] = OrderedDict()
         self._protected: OrderedDict[Any, _Node] = OrderedDict()
         self._reads: list[_Node] = []
+        # The frequency history (TinyLFU): hash -> recent count of keys not in the cache
+        # (entries carry their own count and fold it back in when they leave).
         self._counts: dict[int, int] = {}
-        self._additions = 0
+        self._additions = 0  # accesses counted toward the next aging
+        self._inserts = self._inserts_seen = 0
+        self._dropped = 0  # entries removed by delete/clear (not evicted, not expired)
+        self._steady = False  # full, and the window at its size: set()'s one-for-one path
         self._sample_size = max(10 * self._max, 160)
         self._heap: list[tuple[float, int, _Node]] = []
         self._seq = itertools.count()
@@ -325,6 +334,7 @@ class Cache(Generic[K, V]):
         self._prev_hit_rate = 0.0
         self._climb_hits = self._climb_count = 0  # hits, requests in the sample
         self._climb_period = max(int(_CLIMB_PERIOD * self._max), 16)
+        self._due = min(self._climb_period, self._sample_size)  # see _periodic
         # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
         # multiple of rate (spatial sampling), to tell when plain recency would do better.
         self._lru_rate = max(1, min(_LRU_SAMPLING, self._max // 64))
@@ -333,7 +343,7 @@ class Cache(Generic[K, V]):
         self._lru_hits = self._lru_misses = 0
         self._sampled_hits = self._sampled_misses = 0  # ours, on the same sampled keys
         self._lru_streak = 0  # consecutive periods LRU won
-        self._hits = self._misses = self._evictions = self._expirations = 0
+        self._hits = self._misses = self._expirations = 0
         self._load_count = self._load_failures = self._refreshes = 0
         self._load_time = 0.0
         self._writer = writer
@@ -420,9 +430,11 @@ class Cache(Generic[K, V]):
             self._put(key, value, life)
             return
         # The common configuration (``_plain``: no expiry, weigher, refresh or writer):
-        # the steps of _put, minus every test they make unnecessary, with the sketch
-        # update and the steady-state eviction inlined (each call costs on every miss).
-        events: list[Event] | None = [] if (self._listeners or GLOBAL_LISTENERS) else None
+        # the steps of _put, minus every test they make unnecessary, with the steady-state
+        # eviction inlined. Every bytecode here is paid on every miss, so the bookkeeping
+        # is folded: one insert counter stands for the aging and climbing counts (see
+        # _periodic) and for the eviction count (see stats).
+        evicted = None
         lock = self._lock
         lock.acquire()
         try:
@@ -441,16 +453,15 @@ class Cache(Generic[K, V]):
                 self._on_access(node)
             else:
                 h = hash(key)
-                freq = self._counts.pop(h, 0) + 1
-                slots = h
-                self._additions += 1
                 sampled = h % self._lru_rate == 0
-                # fields: _KEY ... _SAMPLED
-                node = [key, value, 0, freq, 1, slots, _INF, _INF, _INF, 0.0, 0.0, False, sampled]
+                # fields: _KEY ... _SAMPLED; the count resumes from the key's history
+                node = [
+                    key, value, 0, self._counts.pop(h, 0) + 1, 1, h,
+                    _INF, _INF, _INF, 0.0, 0.0, False, sampled,
+                ]  # fmt: skip
                 data[key] = node
                 window = self._window
                 window[key] = node
-                self._climb_count += 1
                 if sampled:  # the LRU guard's sampled LRU (_lru_access, inlined)
                     self._sampled_misses += 1
                     lru = self._lru
@@ -462,29 +473,24 @@ class Cache(Generic[K, V]):
                         self._lru_misses += 1
                         if len(lru) > self._lru_cap:
                             lru.popitem(last=False)
-                if self._additions >= self._sample_size:
-                    self._age()
+                n = self._inserts + 1
+                self._inserts = n
+                if n >= self._due:
+                    self._periodic()
                 probation = self._probation
-                if (
-                    self._weight == self._max
-                    and self._window_weight == self._window_max
-                    and probation
-                ):
-                    # The steady state: the window's LRU entry (the candidate) duels
-                    # probation's LRU entry (the victim) on frequency; one of them goes.
+                if self._steady and probation:
+                    # The steady state (full, window at its size): the window's LRU entry
+                    # (the candidate) duels probation's LRU entry (the victim) on
+                    # frequency, compared saturated at _FREQ_CAP (16); one of them goes.
                     ckey, cand = window.popitem(last=False)
-                    vkey = next(iter(probation))
+                    for vkey in probation:
+                        break
                     vic = probation[vkey]
-                    cf = cand[3]  # _FREQ, compared saturated
+                    cf = cand[3]  # _FREQ
                     vf = vic[3]
-                    if cf > _FREQ_CAP:
-                        cf = _FREQ_CAP
-                    if vf > _FREQ_CAP:
-                        vf = _FREQ_CAP
-                    if cf > vf or (
-                        cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0
-                    ):
-                        cand[2] = _PROBATION
+                    if (cf > vf and vf < 16) or (cf >= 6 and self._random.getrandbits(7) == 0):
+                        # (a warm candidate sometimes wins: _ADMIT_HASHDOS_THRESHOLD, 6)
+                        cand[2] = 1  # _PROBATION
                         probation[ckey] = cand
                         del probation[vkey]
                         del data[vkey]
@@ -492,24 +498,33 @@ class Cache(Generic[K, V]):
                     else:
                         del data[ckey]
                         evicted = cand
-                    evicted[2] = _REMOVED
-                    f = evicted[3]
-                    self._counts[evicted[5]] = f if f < 16 else 16  # _FREQ_CAP
-                    self._evictions += 1
-                    if events is not None:
-                        events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
+                    evicted[2] = -1  # _REMOVED
+                    self._counts[evicted[5]] = evicted[3]  # saturated when aged
                 else:
-                    weight = self._weight = self._weight + 1
-                    window_weight = self._window_weight = self._window_weight + 1
-                    if weight > self._max or window_weight > self._window_max:
+                    self._weight += 1
+                    self._window_weight += 1
+                    if self._weight > self._max or self._window_weight > self._window_max:
+                        events: list[Event] | None = (
+                            [] if (self._listeners or GLOBAL_LISTENERS) else None
+                        )
                         self._evict(events)
-            if self._climb_count >= self._climb_period:
-                self._climb()
+                        if events:
+                            evicted = events
+                    self._steady = (
+                        self._weight == self._max and self._window_weight == self._window_max
+                    )
         finally:
             lock.release()
-        if events:
-            for event in events:
+        if evicted is not None and (self._listeners or GLOBAL_LISTENERS):
+            self._announce(evicted)
+
+    def _announce(self, evicted: _Node | list[Event]) -> None:
+        # set()'s fast path passes the node it evicted, its slow path the events it made
+        if isinstance(evicted[0], Event):
+            for event in evicted:
                 emit(self._listeners, event)
+        else:
+            emit(self._listeners, CacheEvicted(self.name, evicted[0], evicted[1], "size"))
 
     __setitem__ = set
 
@@ -542,7 +557,7 @@ class Cache(Generic[K, V]):
             if node is None:
                 slots = hash(key)
                 freq = self._counts.pop(slots, 0) + 1
-                self._additions += 1
+                self._inserts += 1
                 # a list literal is faster to build than a slotted object (fields: _KEY...)
                 node = [key, value, _WINDOW, freq, weight, slots, _INF, _INF, _INF, now]
                 sampled = slots % self._lru_rate == 0
@@ -550,12 +565,9 @@ class Cache(Generic[K, V]):
                 self._data[key] = self._window[key] = node
                 self._weight += weight
                 self._window_weight += weight
-                self._climb_count += 1
                 if sampled:
                     self._sampled_misses += 1
                     self._lru_access(key)
-                if self._additions >= self._sample_size:
-                    self._age()
             else:
                 node[1] = value  # _VALUE
                 delta = weight - node[4]
@@ -584,8 +596,9 @@ class Cache(Generic[K, V]):
                     self._expire(now if timed else self._now(), events)
             if self._weight > self._max or self._window_weight > self._window_max:
                 self._evict(events)
-            if self._climb_count >= self._climb_period:
-                self._climb()
+            self._steady = self._weight == self._max and self._window_weight == self._window_max
+            if self._inserts >= self._due:
+                self._periodic()
         finally:
             lock.release()
         if events:
@@ -615,6 +628,7 @@ class Cache(Generic[K, V]):
                 return False
             live = not self._timed or node[_EXPIRES] > self._now()
             self._unlink(node)
+            self._dropped += 1
             return live
 
     def __delitem__(self, key: K) -> None:
@@ -639,6 +653,7 @@ class Cache(Generic[K, V]):
             self._flights.clear()
             for node in self._data.values():
                 node[_QUEUE] = _REMOVED
+            self._dropped += len(self._data)
             self._data.clear()
             self._window.clear()
             self._probation.clear()
@@ -647,6 +662,7 @@ class Cache(Generic[K, V]):
             self._negative.clear()
             del self._reads[:]
             self._weight = self._window_weight = self._protected_weight = 0
+            self._steady = False
 
     # -- size, iteration, stats ---------------------------------------------------------------
 
@@ -715,7 +731,9 @@ class Cache(Generic[K, V]):
                 hits,
                 misses,
                 hits / total if total else 0.0,
-                self._evictions,
+                # every entry ever inserted is still here, or was dropped, expired or
+                # evicted: set()'s fast path counts only the inserts
+                self._inserts - len(self._data) - self._dropped - self._expirations,
                 self._expirations,
                 self._load_count,
                 self._load_failures,
@@ -732,8 +750,6 @@ class Cache(Generic[K, V]):
     def _drain_locked(self) -> None:
         with self._lock:
             self._drain()
-            if self._climb_count >= self._climb_period:
-                self._climb()
 
     def _drain(self) -> None:
         # The hot loop of every hit, amortised: field indices are literals (_QUEUE 2,
@@ -777,12 +793,32 @@ class Cache(Generic[K, V]):
                     if len(lru) > self._lru_cap:
                         lru.popitem(last=False)
         self._additions += n
+        self._due -= n
+        if self._inserts >= self._due:
+            self._periodic()
+
+    def _periodic(self) -> None:
+        """Aging and hill climbing, each due every so many accesses. set()'s fast path
+        only counts inserts: ``_due`` is the insert count at which the next one is due,
+        brought forward by the hits replayed meanwhile (see _drain)."""
+        delta = self._inserts - self._inserts_seen
+        self._inserts_seen = self._inserts
+        self._additions += delta
+        self._climb_count += delta
         if self._additions >= self._sample_size:
             self._age()
+        if self._climb_count >= self._climb_period:
+            self._climb()
+        ahead = min(self._sample_size - self._additions, self._climb_period - self._climb_count)
+        self._due = self._inserts + (ahead if ahead > 1 else 1)
 
     def _age(self) -> None:
         """TinyLFU's aging: halve the sketch and every resident entry's count."""
-        self._counts = {h: (f - 1) >> 1 for h, f in self._counts.items() if f > 2}
+        self._counts = {
+            h: ((f if f < _FREQ_CAP else _FREQ_CAP) - 1) >> 1
+            for h, f in self._counts.items()
+            if f > 2
+        }
         self._additions //= 2
         for node in self._data.values():
             f = node[_FREQ]
@@ -830,9 +866,9 @@ class Cache(Generic[K, V]):
             del self._protected[key]
             self._protected_weight -= node[_WEIGHT]
         self._weight -= node[_WEIGHT]
+        self._steady = False
         node[_QUEUE] = _REMOVED
-        f = node[_FREQ]
-        self._counts[node[_SLOTS]] = f if f < _FREQ_CAP else _FREQ_CAP
+        self._counts[node[_SLOTS]] = node[_FREQ]  # saturated when aged
 
     def _evict(self, events: list[Event] | None) -> None:
         """Caffeine's eviction: window overflow -> probation candidates; then, while over
@@ -866,9 +902,7 @@ class Cache(Generic[K, V]):
                 evicted = cand
             self._weight -= 1
             evicted[2] = _REMOVED
-            f = evicted[3]
-            self._counts[evicted[5]] = f if f < _FREQ_CAP else _FREQ_CAP
-            self._evictions += 1
+            self._counts[evicted[5]] = evicted[3]  # saturated when aged
             if events is not None:
                 events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
             return
@@ -924,7 +958,6 @@ class Cache(Generic[K, V]):
             if candidate is not None:
                 pick += 1
             self._unlink(evict)
-            self._evictions += 1
             if events is not None:
                 events.append(CacheEvicted(self.name, evict[0], evict[1], "size"))
 
@@ -944,6 +977,7 @@ class Cache(Generic[K, V]):
         direction that improved the hit ratio (restart big steps when it changes a lot)."""
         sample = self._climb_count
         if sample < self._climb_period or self._max < 2:
+            self._climb_hits = self._climb_count = 0
             return
         hit_rate = self._climb_hits / sample
         change = hit_rate - self._prev_hit_rate
@@ -977,6 +1011,7 @@ class Cache(Generic[K, V]):
             self._grow_window(adjustment)
         elif adjustment < 0:
             self._shrink_window(-adjustment)
+        self._steady = self._weight == self._max and self._window_weight == self._window_max
 
     def _grow_window(self, quota: int) -> None:
         quota = min(quota, self._protected_max)
