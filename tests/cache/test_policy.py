@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import buttress as bt
-from buttress.cache import Cache, CacheStats, FrequencySketch
+from buttress.cache import Cache, CacheStats
 
 
 def replay(cache: Cache[int, int], trace: Iterator[int]) -> float:
@@ -59,18 +59,24 @@ def test_window_grows_on_a_recency_trace() -> None:
     assert cache.stats().window_max > start * 5
 
 
-def test_window_shrinks_on_a_frequency_trace() -> None:
-    """After a recency phase grew the window, a skewed static popularity drowned in
-    one-off keys (frequency wins, recency is noise) makes the climber shrink it."""
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_window_shrinks_on_a_frequency_trace(seed: int) -> None:
+    """After a recency phase grew the window, a fixed working set of 150 keys drowned in
+    one-off keys (frequency wins, recency is noise) makes the climber shrink it.
+
+    (On this trace a window of 160 of 200 gets ~32 % hits and one of 2 ~49 %: a slope
+    the climber can see through its sampling noise. A skewed popularity that the main
+    space holds at any window size leaves the hit ratio flat, and the window adrift.)"""
     cache: Cache[int, int] = Cache(200, random=random.Random(0))
-    rng = random.Random(1)
+    rng = random.Random(seed)
     replay(cache, (i // 4 + rng.randrange(150) for i in range(60_000)))
     grown = cache.stats().window_max
+    assert grown > 100
 
     def trace() -> Iterator[int]:
         for _ in range(150_000):
-            if rng.random() < 0.3:
-                yield int(rng.paretovariate(1.2)) % 300
+            if rng.random() < 0.5:
+                yield rng.randrange(150)
             else:
                 yield rng.randrange(10**9)
 
@@ -85,20 +91,54 @@ def test_beats_lru_on_a_loop() -> None:
     assert ratio > 0.5
 
 
-def test_sketch_counts_and_ages() -> None:
-    sketch = FrequencySketch(64)
-    a, b = sketch.slots("a"), sketch.slots("b")
+def test_frequency_history_outlives_the_entry() -> None:
+    """A key's count is folded into the history when its entry leaves and resumes when
+    the key comes back."""
+    cache: Cache[str, int] = Cache(10, random=random.Random(0))
+    cache.set("hot", 0)
     for _ in range(5):
-        sketch.increment(a)
-    sketch.increment(b)
-    assert sketch.frequency(a) >= 5
-    assert sketch.frequency(b) == 1  # only the doorkeeper
-    for _ in range(30):
-        sketch.increment(a)
-    assert sketch.frequency(a) == 16  # saturated counter + doorkeeper
-    sketch.age()
-    assert sketch.frequency(a) == 7
-    assert sketch.frequency(b) == 0
+        cache.get("hot")
+    cache.cleanup()  # replays the buffered hits
+    assert cache.delete("hot")
+    assert cache._counts[hash("hot")] == 6  # the set and five hits
+    cache.set("hot", 1)
+    assert cache._data["hot"][3] == 7
+    assert hash("hot") not in cache._counts  # the entry holds it now
+
+
+def test_aging_halves_counts_and_forgets_one_offs() -> None:
+    """TinyLFU's aging: every count is halved (saturated first) and single sightings go."""
+    cache: Cache[str, int] = Cache(10, random=random.Random(0))
+    cache._counts.update({1: 1, 2: 2, 3: 9, 4: 40})
+    cache.set("resident", 0)
+    cache._data["resident"][3] = 9
+    cache._age()
+    assert cache._counts == {3: 4, 4: 7}  # (min(f, 16) - 1) >> 1
+    assert cache._data["resident"][3] == 4
+
+
+def test_frequency_history_is_bounded() -> None:
+    """A scan of new keys ages the history early instead of growing it without bound."""
+    cache: Cache[int, int] = Cache(100, random=random.Random(0))
+    peak = 0
+    for k in range(100_000):
+        if cache.get(k) is None:
+            cache.set(k, k)
+        peak = max(peak, len(cache._counts))
+    assert peak <= 6 * 100
+
+
+def test_evictions_counted_on_the_fast_path() -> None:
+    """stats().evictions counts size evictions only (not deletes, clears or expiries)."""
+    cache: Cache[int, int] = Cache(10, random=random.Random(0))
+    for k in range(50):
+        cache.set(k, k)
+    cache.delete(49)
+    assert cache.stats().evictions == 40
+    cache.clear()
+    cache.set(1, 1)
+    s = cache.stats()
+    assert (s.evictions, s.size) == (40, 1)
 
 
 def test_stats_snapshot() -> None:

@@ -21,7 +21,6 @@ from ._errors import CacheError, CacheWriteError
 from ._events import CacheEvicted, CacheLoadFailed, CacheWriteFailed
 from ._local import LocalTier
 from ._redis_events import NearCacheFlushed
-from ._sketch import FrequencySketch
 from ._write import DELETED, BackingStore, CacheWriter, WriteBehind, WriteThrough
 
 if TYPE_CHECKING:
@@ -40,7 +39,6 @@ __all__ = [
     "CacheWriteFailed",
     "CacheWriter",
     "Codec",
-    "FrequencySketch",
     "JsonCodec",
     "LocalTier",
     "NearCacheFlushed",

@@ -6,9 +6,19 @@ Layout (Caffeine's design, in Python):
 * Three access-ordered queues, each an ``OrderedDict`` key -> node (C-level moves):
   the admission *window* (LRU), and the main space split into *probation* and
   *protected* (a segmented LRU). New entries enter the window; the window's LRU entries
-  become candidates for the main space, admitted by TinyLFU only when the sketch says
-  they are used more often than probation's LRU victim.
-* A :class:`~buttress.cache._sketch.FrequencySketch` (count-min, doorkeeper, aging).
+  become candidates for the main space, admitted by TinyLFU only when they have been
+  used more often lately than probation's LRU victim.
+* The frequency history (TinyLFU's counts): each entry counts its own accesses; a key
+  not in the cache has its recent count in ``_counts`` (hash -> count), written when
+  its entry leaves and taken back when the key returns. Every ``10 * max_size``
+  accesses all counts are halved and the ones seen once forgotten (TinyLFU's aging),
+  so the count is a recent frequency; a count is compared saturated at 16, as a 4-bit
+  counter plus a doorkeeper bit would be. This replaces the count-min sketch of the
+  paper and Caffeine: in CPython, hashing a key into four counters and updating them
+  conservatively costs ~60 bytecodes per miss, a dict pop ~8, and the exact counts
+  admit no worse. Memory: the doorkeeper set the sketch needed already held one hash
+  per key seen in the period; the history holds at most ``_HISTORY_CAP * max_size``
+  hashes (it ages early when a scan of new keys would grow it further).
 * A hill climber that moves capacity between window and main space every sample
   period, toward the split that gives the better hit ratio (recency-biased workloads
   grow the window, frequency-biased ones shrink it).
@@ -57,7 +67,6 @@ from .._events import GLOBAL_LISTENERS, Event, Listener, emit
 from .._policy import next_index
 from ._errors import CacheError
 from ._events import CacheEvicted, CacheLoadFailed
-from ._sketch import FrequencySketch
 from ._write import CacheWriter
 
 __all__ = ["Cache", "CacheStats"]
@@ -78,6 +87,7 @@ _RESTART_THRESHOLD = 0.03  # Caffeine: 0.05; restarts sooner on a phase change
 _ADMIT_HASHDOS_THRESHOLD = 6
 _CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
 _FREQ_CAP = 16  # a saturated 4-bit counter (15) plus the doorkeeper bit
+_HISTORY_CAP = 4  # the frequency history holds at most this many hashes per entry
 # The LRU guard (ours, not Caffeine's): see Cache._climb.
 _LRU_SAMPLING = 8  # the LRU guard samples 1 key in 8 (fewer for small caches)
 _LRU_MIN_SAMPLE = 256  # sampled requests needed for the guard to speak
@@ -208,22 +218,24 @@ class Cache(Generic[K, V]):
 
     __slots__ = (
         "__weakref__",
+        "_additions",
         "_climb_count",
         "_climb_hits",
         "_climb_period",
         "_clock",
+        "_counts",
         "_data",
-        "_eaa",
-        "_early",
         "_dropped",
         "_due",
-        "_inserts",
-        "_inserts_seen",
-        "_steady",
+        "_eaa",
+        "_early",
         "_expirations",
         "_flights",
         "_heap",
+        "_history_cap",
         "_hits",
+        "_inserts",
+        "_inserts_seen",
         "_listeners",
         "_load_count",
         "_load_failures",
@@ -250,13 +262,12 @@ class Cache(Generic[K, V]):
         "_reads",
         "_refresh_after",
         "_refreshes",
+        "_sample_size",
         "_sampled_hits",
         "_sampled_misses",
         "_seq",
-        "_counts",
-        "_additions",
-        "_sample_size",
         "_stamp",
+        "_steady",
         "_step",
         "_tasks",
         "_timed",
@@ -319,6 +330,7 @@ class Cache(Generic[K, V]):
         self._dropped = 0  # entries removed by delete/clear (not evicted, not expired)
         self._steady = False  # full, and the window at its size: set()'s one-for-one path
         self._sample_size = max(10 * self._max, 160)
+        self._history_cap = _HISTORY_CAP * max(self._max, 64)
         self._heap: list[tuple[float, int, _Node]] = []
         self._seq = itertools.count()
         self._timed = self._ttl is not None or self._eaa is not None
@@ -334,7 +346,7 @@ class Cache(Generic[K, V]):
         self._prev_hit_rate = 0.0
         self._climb_hits = self._climb_count = 0  # hits, requests in the sample
         self._climb_period = max(int(_CLIMB_PERIOD * self._max), 16)
-        self._due = min(self._climb_period, self._sample_size)  # see _periodic
+        self._due = min(self._climb_period, self._sample_size, self._history_cap >> 2)  # _periodic
         # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
         # multiple of rate (spatial sampling), to tell when plain recency would do better.
         self._lru_rate = max(1, min(_LRU_SAMPLING, self._max // 64))
@@ -483,7 +495,7 @@ class Cache(Generic[K, V]):
                     # (the candidate) duels probation's LRU entry (the victim) on
                     # frequency, compared saturated at _FREQ_CAP (16); one of them goes.
                     ckey, cand = window.popitem(last=False)
-                    for vkey in probation:
+                    for vkey in probation:  # noqa: B007 (the first key: cheaper than next(iter()))
                         break
                     vic = probation[vkey]
                     cf = cand[3]  # _FREQ
@@ -515,7 +527,7 @@ class Cache(Generic[K, V]):
                     )
         finally:
             lock.release()
-        if evicted is not None and (self._listeners or GLOBAL_LISTENERS):
+        if (self._listeners or GLOBAL_LISTENERS) and evicted is not None:
             self._announce(evicted)
 
     def _announce(self, evicted: _Node | list[Event]) -> None:
@@ -774,9 +786,20 @@ class Cache(Generic[K, V]):
                 del probation[key]
                 node[2] = 2
                 protected[key] = node
-                self._protected_weight += node[4]  # _WEIGHT
-                if self._protected_weight > self._protected_max:
-                    self._demote()
+                pw = self._protected_weight = self._protected_weight + node[4]  # _WEIGHT
+                if pw > self._protected_max:
+                    if pw == self._protected_max + 1 and node[4] == 1:  # (the usual case)
+                        dkey, demoted = protected.popitem(last=False)
+                        if demoted[4] == 1:
+                            self._protected_weight = pw - 1
+                            demoted[2] = 1
+                            probation[dkey] = demoted
+                        else:
+                            protected[dkey] = demoted
+                            protected.move_to_end(dkey, last=False)
+                            self._demote()
+                    else:
+                        self._demote()
             else:  # removed since it was read
                 continue
             node[3] += 1
@@ -805,11 +828,17 @@ class Cache(Generic[K, V]):
         self._inserts_seen = self._inserts
         self._additions += delta
         self._climb_count += delta
-        if self._additions >= self._sample_size:
+        # The history gains at most one hash per eviction: aging early when it outgrows
+        # _HISTORY_CAP times the capacity bounds its memory (only scans get there).
+        if self._additions >= self._sample_size or len(self._counts) > self._history_cap:
             self._age()
         if self._climb_count >= self._climb_period:
             self._climb()
-        ahead = min(self._sample_size - self._additions, self._climb_period - self._climb_count)
+        ahead = min(
+            self._sample_size - self._additions,
+            self._climb_period - self._climb_count,
+            self._history_cap >> 2,
+        )
         self._due = self._inserts + (ahead if ahead > 1 else 1)
 
     def _age(self) -> None:
