@@ -79,22 +79,26 @@ _READ_BUFFER = 128
 _INF = math.inf
 
 # Caffeine's tuning constants.
-_INITIAL_WINDOW = 0.01  # of the maximum
+_INITIAL_WINDOW = 0.005  # of the maximum (Caffeine: 0.01)
 _PROTECTED_SHARE = 0.80  # of the main space
-_STEP_PERCENT = 0.0625  # hill climber step, of the maximum
+_STEP_PERCENT = 0.045  # hill climber step, of the maximum (Caffeine: 0.0625)
 _STEP_DECAY = 0.98
-_RESTART_THRESHOLD = 0.03  # Caffeine: 0.05; restarts sooner on a phase change
+# Caffeine: 0.05. A change of the hit ratio this large restarts the step size; a large
+# drop is mostly the workload's doing (a phase change), so the climber does not move on it.
+_RESTART_THRESHOLD = 0.02
 _ADMIT_HASHDOS_THRESHOLD = 6
 _CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
-_FREQ_CAP = 16  # a saturated 4-bit counter (15) plus the doorkeeper bit
-_HISTORY_CAP = 4  # the frequency history holds at most this many hashes per entry
+_AGE_PERIOD = 15  # TinyLFU's aging sample, in multiples of the maximum (Caffeine: 10)
+_FREQ_CAP = 15  # counts compare saturated, as Caffeine's 4-bit counters
+_HISTORY_CAP = 8  # the frequency history holds at most this many hashes per entry
 # The LRU guard (ours, not Caffeine's): see Cache._climb.
 _LRU_SAMPLING = 8  # the LRU guard samples 1 key in 8 (fewer for small caches)
 _LRU_MIN_SAMPLE = 256  # sampled requests needed for the guard to speak
 _LRU_MIN_SIZE = 256  # below, a sampled LRU is too small to be a reliable witness
 _LRU_MARGIN = 0.01  # LRU must win by a point
 _LRU_STEP = 0.25  # of the maximum
-_LRU_STREAK = 1  # periods in a row LRU must win before the guard acts
+_LRU_STREAK = 1  # judgements in a row LRU must win before the guard acts
+_LRU_CHECKS = 4  # the guard judges 4 times per climber period (it reacts during warm-up)
 
 
 # An entry is a plain list (cheaper to build than a slotted object): these are its fields.
@@ -219,6 +223,9 @@ class Cache(Generic[K, V]):
     __slots__ = (
         "__weakref__",
         "_additions",
+        "_both_hit",
+        "_both_missed",
+        "_check_step",
         "_climb_count",
         "_climb_hits",
         "_climb_period",
@@ -243,15 +250,16 @@ class Cache(Generic[K, V]):
         "_lock",
         "_lru",
         "_lru_cap",
-        "_lru_hits",
-        "_lru_misses",
+        "_lru_only",
         "_lru_rate",
         "_lru_streak",
         "_max",
         "_misses",
         "_negative",
         "_negative_ttl",
+        "_next_check",
         "_now",
+        "_ours_only",
         "_plain",
         "_prev_hit_rate",
         "_probation",
@@ -263,8 +271,6 @@ class Cache(Generic[K, V]):
         "_refresh_after",
         "_refreshes",
         "_sample_size",
-        "_sampled_hits",
-        "_sampled_misses",
         "_seq",
         "_stamp",
         "_steady",
@@ -329,7 +335,7 @@ class Cache(Generic[K, V]):
         self._inserts = self._inserts_seen = 0
         self._dropped = 0  # entries removed by delete/clear (not evicted, not expired)
         self._steady = False  # full, and the window at its size: set()'s one-for-one path
-        self._sample_size = max(10 * self._max, 160)
+        self._sample_size = max(_AGE_PERIOD * self._max, 160)
         self._history_cap = _HISTORY_CAP * max(self._max, 64)
         self._heap: list[tuple[float, int, _Node]] = []
         self._seq = itertools.count()
@@ -343,17 +349,21 @@ class Cache(Generic[K, V]):
             self._window_max = 1
         self._protected_max = int((self._max - self._window_max) * _PROTECTED_SHARE)
         self._step = -_STEP_PERCENT * self._max
-        self._prev_hit_rate = 0.0
+        self._prev_hit_rate = -1.0  # no sample yet
         self._climb_hits = self._climb_count = 0  # hits, requests in the sample
         self._climb_period = max(int(_CLIMB_PERIOD * self._max), 16)
-        self._due = min(self._climb_period, self._sample_size, self._history_cap >> 2)  # _periodic
+        # the LRU guard also judges between the climber's periods (_LRU_CHECKS per period)
+        self._check_step = max(self._climb_period // _LRU_CHECKS, 16)
+        self._next_check = self._check_step
+        self._due = min(self._next_check, self._sample_size, self._history_cap >> 2)  # _periodic
         # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
         # multiple of rate (spatial sampling), to tell when plain recency would do better.
         self._lru_rate = max(1, min(_LRU_SAMPLING, self._max // 64))
         self._lru_cap = max(1, self._max // self._lru_rate)
         self._lru: OrderedDict[Any, None] = OrderedDict()
-        self._lru_hits = self._lru_misses = 0
-        self._sampled_hits = self._sampled_misses = 0  # ours, on the same sampled keys
+        # the sampled requests, by outcome: LRU hit and we missed, we hit and LRU
+        # missed, both hit, both missed (a paired comparison)
+        self._lru_only = self._ours_only = self._both_hit = self._both_missed = 0
         self._lru_streak = 0  # consecutive periods LRU won
         self._hits = self._misses = self._expirations = 0
         self._load_count = self._load_failures = self._refreshes = 0
@@ -475,14 +485,13 @@ class Cache(Generic[K, V]):
                 window = self._window
                 window[key] = node
                 if sampled:  # the LRU guard's sampled LRU (_lru_access, inlined)
-                    self._sampled_misses += 1
                     lru = self._lru
-                    if key in lru:
+                    if key in lru:  # a miss that LRU would have hit
                         lru.move_to_end(key)
-                        self._lru_hits += 1
+                        self._lru_only += 1
                     else:
                         lru[key] = None
-                        self._lru_misses += 1
+                        self._both_missed += 1
                         if len(lru) > self._lru_cap:
                             lru.popitem(last=False)
                 n = self._inserts + 1
@@ -493,14 +502,14 @@ class Cache(Generic[K, V]):
                 if self._steady and probation:
                     # The steady state (full, window at its size): the window's LRU entry
                     # (the candidate) duels probation's LRU entry (the victim) on
-                    # frequency, compared saturated at _FREQ_CAP (16); one of them goes.
+                    # frequency, compared saturated at _FREQ_CAP (15); one of them goes.
                     ckey, cand = window.popitem(last=False)
                     for vkey in probation:  # noqa: B007 (the first key: cheaper than next(iter()))
                         break
                     vic = probation[vkey]
                     cf = cand[3]  # _FREQ
                     vf = vic[3]
-                    if (cf > vf and vf < 16) or (cf >= 6 and self._random.getrandbits(7) == 0):
+                    if (cf > vf and vf < 15) or (cf >= 6 and self._random.getrandbits(7) == 0):
                         # (a warm candidate sometimes wins: _ADMIT_HASHDOS_THRESHOLD, 6)
                         cand[2] = 1  # _PROBATION
                         probation[ckey] = cand
@@ -578,7 +587,6 @@ class Cache(Generic[K, V]):
                 self._weight += weight
                 self._window_weight += weight
                 if sampled:
-                    self._sampled_misses += 1
                     self._lru_access(key)
             else:
                 node[1] = value  # _VALUE
@@ -803,16 +811,15 @@ class Cache(Generic[K, V]):
             else:  # removed since it was read
                 continue
             node[3] += 1
-            if node[12]:
-                self._sampled_hits += 1
+            if node[12]:  # a sampled hit of ours, through the guard's LRU
                 key = node[0]
                 lru = self._lru
                 if key in lru:
                     lru.move_to_end(key)
-                    self._lru_hits += 1
+                    self._both_hit += 1
                 else:
                     lru[key] = None
-                    self._lru_misses += 1
+                    self._ours_only += 1
                     if len(lru) > self._lru_cap:
                         lru.popitem(last=False)
         self._additions += n
@@ -832,11 +839,11 @@ class Cache(Generic[K, V]):
         # _HISTORY_CAP times the capacity bounds its memory (only scans get there).
         if self._additions >= self._sample_size or len(self._counts) > self._history_cap:
             self._age()
-        if self._climb_count >= self._climb_period:
+        if self._climb_count >= self._next_check:
             self._climb()
         ahead = min(
             self._sample_size - self._additions,
-            self._climb_period - self._climb_count,
+            self._next_check - self._climb_count,
             self._history_cap >> 2,
         )
         self._due = self._inserts + (ahead if ahead > 1 else 1)
@@ -991,47 +998,65 @@ class Cache(Generic[K, V]):
                 events.append(CacheEvicted(self.name, evict[0], evict[1], "size"))
 
     def _lru_access(self, key: Any) -> None:
+        """A sampled miss of ours, through the guard's LRU."""
         lru = self._lru
         if key in lru:
             lru.move_to_end(key)
-            self._lru_hits += 1
+            self._lru_only += 1
         else:
             lru[key] = None
-            self._lru_misses += 1
+            self._both_missed += 1
             if len(lru) > self._lru_cap:
                 lru.popitem(last=False)
 
+    def _lru_wins(self) -> bool | None:
+        """The LRU guard's verdict on the sampled requests since its last one (None: too
+        few yet): did plain LRU clearly beat us? A paired comparison (McNemar): only the
+        requests where exactly one of the two hit tell them apart."""
+        lru_only, ours_only = self._lru_only, self._ours_only
+        n = lru_only + ours_only + self._both_hit + self._both_missed
+        if n < _LRU_MIN_SAMPLE or self._max < _LRU_MIN_SIZE:
+            return None
+        self._lru_only = self._ours_only = self._both_hit = self._both_missed = 0
+        lead = lru_only - ours_only
+        # LRU must win by a point, and by more than two standard errors
+        wins = lead > _LRU_MARGIN * n and lead > 2.0 * math.sqrt(lru_only + ours_only)
+        self._lru_streak = self._lru_streak + 1 if wins else 0
+        return self._lru_streak >= _LRU_STREAK
+
     def _climb(self) -> None:
         """Caffeine's hill climber: every sample period, step the window size in the
-        direction that improved the hit ratio (restart big steps when it changes a lot)."""
+        direction that improved the hit ratio (a large change restarts the step size; a
+        large drop is not acted on). The LRU guard also judges at checkpoints between."""
         sample = self._climb_count
-        if sample < self._climb_period or self._max < 2:
+        if self._max < 2:
             self._climb_hits = self._climb_count = 0
             return
+        if sample < self._climb_period:
+            # a checkpoint inside the period: only the LRU guard may act
+            self._next_check = sample + self._check_step
+            if self._lru_wins():
+                self._grow_window(int(_LRU_STEP * self._max))
+                self._step = abs(self._step)
+            self._steady = self._weight == self._max and self._window_weight == self._window_max
+            return
+        self._next_check = self._check_step
         hit_rate = self._climb_hits / sample
         change = hit_rate - self._prev_hit_rate
         amount = self._step if change >= 0 else -self._step
         if abs(change) >= _RESTART_THRESHOLD:
+            # restart big steps; a large drop is mostly the workload's doing (a phase
+            # change), and the first period has no baseline: stay put on those
             step = _STEP_PERCENT * self._max * (1 if amount >= 0 else -1)
+            if change < 0 or self._prev_hit_rate < 0:
+                amount = 0.0
         else:
             step = _STEP_DECAY * amount
-        lru_sample = self._lru_hits + self._lru_misses
-        if lru_sample >= _LRU_MIN_SAMPLE and self._max >= _LRU_MIN_SIZE:
-            # a paired comparison: both rates over the same sampled requests
-            lru_rate = self._lru_hits / lru_sample
-            ours = self._sampled_hits / max(self._sampled_hits + self._sampled_misses, 1)
-            self._sampled_hits = self._sampled_misses = 0
-            # LRU must win by a point, and by more than two standard errors
-            noise = 2.0 * math.sqrt(max(lru_rate * (1.0 - lru_rate), 0.01) / lru_sample)
-            self._lru_streak = (
-                self._lru_streak + 1 if lru_rate > ours + max(_LRU_MARGIN, noise) else 0
-            )
-            if self._lru_streak >= _LRU_STREAK:
-                # Plain LRU beat us over this period: recency dominates, grow the window
-                # in a big step and keep growing while it helps.
-                amount = max(amount, _LRU_STEP * self._max)
-                step = abs(step)
-            self._lru_hits = self._lru_misses = 0
+        if self._lru_wins():
+            # Plain LRU beat us: recency dominates, grow the window in a big step and
+            # keep growing while it helps.
+            amount = max(amount, _LRU_STEP * self._max)
+            step = abs(step)
         self._prev_hit_rate = hit_rate
         self._step = step
         self._climb_hits = self._climb_count = 0
