@@ -90,7 +90,7 @@ _ADMIT_HASHDOS_THRESHOLD = 6
 _CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
 _AGE_PERIOD = 15  # TinyLFU's aging sample, in multiples of the maximum (Caffeine: 10)
 _FREQ_CAP = 15  # counts compare saturated, as Caffeine's 4-bit counters
-_HISTORY_CAP = 8  # the frequency history holds at most this many hashes per entry
+_HISTORY_CAP = 16  # the frequency history holds at most this many hashes per entry
 # The LRU guard (ours, not Caffeine's): see Cache._climb.
 _LRU_SAMPLING = 8  # the LRU guard samples 1 key in 8 (fewer for small caches)
 _LRU_MIN_SAMPLE = 256  # sampled requests needed for the guard to speak
