@@ -107,3 +107,14 @@ def test_size_eviction_event(clock: FakeClock) -> None:
     assert len(seen) == 15
     assert {e.cause for e in seen} == {"size"}
     assert cache.stats().evictions == 15
+
+
+def test_size_eviction_event_for_any_key() -> None:
+    """Keys that are themselves events are reported like any other key."""
+    seen: list[CacheEvicted] = []
+    cache: Cache[CacheEvicted, int] = Cache(2, listeners=[seen.append])
+    keys = [CacheEvicted("k", i, i, "size") for i in range(6)]
+    for i, key in enumerate(keys):
+        cache.set(key, i)
+    assert len(seen) == 4
+    assert all(e.key in keys and e.cause == "size" for e in seen)

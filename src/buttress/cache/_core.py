@@ -541,7 +541,8 @@ class Cache(Generic[K, V]):
 
     def _announce(self, evicted: _Node | list[Event]) -> None:
         # set()'s fast path passes the node it evicted, its slow path the events it made
-        if isinstance(evicted[0], Event):
+        # (a node ends with its _SAMPLED bool; its key may be anything, even an Event)
+        if isinstance(evicted[-1], Event):
             for event in evicted:
                 emit(self._listeners, event)
         else:
