@@ -118,3 +118,25 @@ def test_size_eviction_event_for_any_key() -> None:
         cache.set(key, i)
     assert len(seen) == 4
     assert all(e.key in keys and e.cause == "size" for e in seen)
+
+
+def test_a_plain_cache_turning_timed_keeps_its_entries(clock: FakeClock) -> None:
+    """Entries written on set()'s untimed fast path get the timing fields when the first
+    per-entry ttl arrives: they stay readable, never expire, and can be given a ttl."""
+    cache: Cache[int, int] = Cache(100, clock=clock)
+    for k in range(50):
+        cache.set(k, k)  # the short entries of the fast path
+    cache.get(3)
+    cache.set(1000, 1, ttl=5)  # the cache turns timed
+    assert cache.get(3) == 3
+    assert cache.get(1000) == 1
+    cache.set(7, 70, ttl=2)  # an old entry rewritten with a ttl
+    clock.advance(3)
+    assert cache.get(7) is None
+    assert cache.get(1000) == 1
+    clock.advance(3)
+    assert cache.get(1000) is None
+    assert sorted(cache) == [k for k in range(50) if k != 7]
+    for k in range(2000, 2200):  # evictions among mixed entries
+        cache.set(k, k)
+    assert len(cache) <= 100

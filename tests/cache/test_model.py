@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import sys
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from buttress.cache import Cache
+from buttress.cache._core import _WEIGHT
 from buttress.testing import FakeClock
 
 KEYS = st.integers(min_value=0, max_value=30)
@@ -122,27 +125,30 @@ class WeightedModel(RuleBasedStateMachine):
     def bounded(self) -> None:
         c = self.cache
         assert c.weight <= 20
-        assert c.weight == sum(n[4] for n in c._data.values())
-        assert c._window_weight == sum(n[4] for n in c._window.values())
-        assert c._protected_weight == sum(n[4] for n in c._protected.values())
+        assert c.weight == sum(n[_WEIGHT] for n in c._data.values())
+        assert c._window_weight == sum(n[_WEIGHT] for n in c._window.values())
+        assert c._protected_weight == sum(n[_WEIGHT] for n in c._protected.values())
 
 
 WeightedModel.TestCase.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)
 TestWeightedModel = WeightedModel.TestCase
 
 
-def test_threads_hammering_one_cache_keep_it_consistent() -> None:
-    """Lock-free hits racing writes, deletes and buffer drains from other threads."""
+@pytest.mark.parametrize(("size", "keys"), [(64, 200), (512, 1500)])
+def test_threads_hammering_one_cache_keep_it_consistent(size: int, keys: int) -> None:
+    """Lock-free hits (buffered, or moving their key themselves: at 512 entries the LRU
+    guard samples 1 key in 8) racing writes, deletes, buffer drains and window resizing
+    from other threads."""
     import threading
 
-    cache: Cache[int, int] = Cache(64, random=random.Random(3))
+    cache: Cache[int, int] = Cache(size, random=random.Random(3))
     errors: list[BaseException] = []
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         try:
             for _ in range(20_000):
-                key = rng.randrange(200)
+                key = rng.randrange(keys)
                 roll = rng.random()
                 if roll < 0.7:
                     value = cache.get(key)
@@ -155,14 +161,24 @@ def test_threads_hammering_one_cache_keep_it_consistent() -> None:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: provoke the races
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
     assert not errors
     cache.cleanup()
-    assert len(cache) <= 64
+    assert len(cache) <= size
     queued = set(cache._window) | set(cache._probation) | set(cache._protected)
     assert queued == set(cache._data)
+    assert cache._window_weight == len(cache._window)
+    assert cache._protected_weight == len(cache._protected)
+    assert cache.weight == len(cache._data)
+    for q, queue in ((0, cache._window), (1, cache._probation), (2, cache._protected)):
+        assert all(node[2] == q for node in queue.values())  # _QUEUE
     s = cache.stats()
     assert s.hits + s.misses > 0

@@ -10,15 +10,16 @@ Layout (Caffeine's design, in Python):
   used more often lately than probation's LRU victim.
 * The frequency history (TinyLFU's counts): each entry counts its own accesses; a key
   not in the cache has its recent count in ``_counts`` (hash -> count), written when
-  its entry leaves and taken back when the key returns. Every ``10 * max_size``
+  its entry leaves and taken back when the key returns. Every ``12 * max_size``
   accesses all counts are halved and the ones seen once forgotten (TinyLFU's aging),
-  so the count is a recent frequency; a count is compared saturated at 16, as a 4-bit
-  counter plus a doorkeeper bit would be. This replaces the count-min sketch of the
-  paper and Caffeine: in CPython, hashing a key into four counters and updating them
-  conservatively costs ~60 bytecodes per miss, a dict pop ~8, and the exact counts
-  admit no worse. Memory: the doorkeeper set the sketch needed already held one hash
-  per key seen in the period; the history holds at most ``_HISTORY_CAP * max_size``
-  hashes (it ages early when a scan of new keys would grow it further).
+  so the count is a recent frequency; a count is compared saturated at 15, as a 4-bit
+  counter would be, and a tie at the cap goes to the candidate (see ``_FREQ_CAP``).
+  This replaces the count-min sketch of the paper and Caffeine: in CPython, hashing a
+  key into four counters and updating them conservatively costs ~60 bytecodes per
+  miss, a dict pop ~8, and the exact counts admit no worse. Memory: the doorkeeper set
+  the sketch needed already held one hash per key seen in the period; the history holds
+  at most ``_HISTORY_CAP * max_size`` hashes (it ages early when a scan of new keys
+  would grow it further).
 * A hill climber that moves capacity between window and main space every sample
   period, toward the split that gives the better hit ratio (recency-biased workloads
   grow the window, frequency-biased ones shrink it).
@@ -30,19 +31,25 @@ Layout (Caffeine's design, in Python):
   workloads is mostly the workload's doing; the guard's paired comparison is not.
 * A heap of expiry deadlines with lazy deletion (no full scans).
 
-Hits do no reordering: ``get`` appends the entry to a read buffer and the buffered reads
-are replayed (frequency count + queue move) in batches under the lock, on the next write
-or when the buffer fills, as Caffeine does with its read buffers. Entries are plain lists
-(see ``_KEY`` ... ``_SAMPLED``): cheaper to build than slotted objects.
+A hit takes no lock. It counts itself (the entry's frequency and the hit counter) and,
+for an entry in the window or in protected, moves its key to the MRU end with
+``OrderedDict.move_to_end`` (one C call), and the LRU guard's too when it samples the key.
+A probation hit (a promotion, several steps) is appended to a read buffer instead and
+replayed under the lock in batches, on the next write or when the buffer fills, as
+Caffeine does with all its reads. Entries are plain lists (see ``_KEY`` ...
+``_REFRESHING``): cheaper to build than slotted objects.
 
-Thread safety of the lock-free ``get`` (GIL builds): ``dict.get``, ``list.append`` and
-attribute reads/writes are each atomic under the GIL. ``get`` only reads ``_data`` and
-the node, and appends to the read buffer; every structural change happens under
-``_lock``. A hit racing an eviction may return the value being evicted (it was present
-when looked up: the read linearises before the eviction). The drain takes a prefix of
-the buffer with ``buf[:n]`` / ``del buf[:n]``, so a concurrent append is never lost.
-Counters updated without the lock (``_misses``) may undercount under heavy thread
-contention; they only feed statistics.
+Thread safety of the lock-free ``get`` (GIL builds): ``dict.get``, ``list.append``,
+``OrderedDict.move_to_end`` and attribute reads/writes are each atomic under the GIL.
+``get`` never changes which queue holds a key; every structural change happens under
+``_lock``. A hit racing a demotion may find its key gone from the queue it read
+(``KeyError``, ignored: the entry moved on anyway); the guard's LRU, a statistical
+witness, tolerates the same races. A hit racing an eviction may return
+the value being evicted (it was present when looked up: the read linearises before the
+eviction). The drain takes a prefix of the buffer with ``buf[:n]`` / ``del buf[:n]``, so
+a concurrent append is never lost. Counters updated without the lock (``_hits``,
+``_misses``, an entry's frequency) may undercount under heavy thread contention; they
+feed statistics and the policy's estimates, which tolerate it.
 """
 
 from __future__ import annotations
@@ -81,15 +88,21 @@ _INF = math.inf
 # Caffeine's tuning constants.
 _INITIAL_WINDOW = 0.005  # of the maximum (Caffeine: 0.01)
 _PROTECTED_SHARE = 0.80  # of the main space
-_STEP_PERCENT = 0.045  # hill climber step, of the maximum (Caffeine: 0.0625)
+# Hill climber step, of the maximum (Caffeine: 0.0625). Small: on phase-changing
+# workloads (OLTP) most of the climber's moves answer the workload, not the last step,
+# and small steps keep that noise from walking the window far from the split it found.
+_STEP_PERCENT = 0.025
 _STEP_DECAY = 0.98
 # Caffeine: 0.05. A change of the hit ratio this large restarts the step size; a large
 # drop is mostly the workload's doing (a phase change), so the climber does not move on it.
 _RESTART_THRESHOLD = 0.02
 _ADMIT_HASHDOS_THRESHOLD = 6
 _CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
-_AGE_PERIOD = 15  # TinyLFU's aging sample, in multiples of the maximum (Caffeine: 10)
-_FREQ_CAP = 15  # counts compare saturated, as Caffeine's 4-bit counters
+_AGE_PERIOD = 12  # TinyLFU's aging sample, in multiples of the maximum (Caffeine: 10)
+# Counts compare saturated, as Caffeine's 4-bit counters. Saturation hides which of two
+# entries is hotter, so a tie at the cap goes to the candidate (the more recent one):
+# a victim at the cap would otherwise stay until aging brought it down, however stale.
+_FREQ_CAP = 15
 _HISTORY_CAP = 16  # the frequency history holds at most this many hashes per entry
 # The LRU guard (ours, not Caffeine's): see Cache._climb.
 _LRU_SAMPLING = 8  # the LRU guard samples 1 key in 8 (fewer for small caches)
@@ -102,12 +115,17 @@ _LRU_CHECKS = 4  # the guard judges 4 times per climber period (it reacts during
 
 
 # An entry is a plain list (cheaper to build than a slotted object): these are its fields.
-_KEY, _VALUE, _QUEUE, _FREQ, _WEIGHT, _SLOTS = 0, 1, 2, 3, 4, 5
-_EXPIRES = 6  # min(deadline, last access + expire_after_access)
-_DEADLINE = 7  # write time + ttl
-_SCHEDULED = 8  # the deadline of this entry's live heap entry
-_WRITTEN, _LOADED_IN, _REFRESHING = 9, 10, 11
-_SAMPLED = 12  # whether the LRU guard samples this key
+# set()'s fast path builds the short form (the first _SHORT fields); an entry gets the
+# timing fields (_TAIL) when its cache first needs them (see _widen).
+_KEY, _VALUE, _QUEUE, _FREQ, _HASH = 0, 1, 2, 3, 4
+_SAMPLED = 5  # whether the LRU guard samples this key
+_WEIGHT = 6
+_SHORT = 7
+_EXPIRES = 7  # min(deadline, last access + expire_after_access)
+_DEADLINE = 8  # write time + ttl
+_SCHEDULED = 9  # the deadline of this entry's live heap entry
+_WRITTEN, _LOADED_IN, _REFRESHING = 10, 11, 12
+_TAIL = (_INF, _INF, _INF, 0.0, 0.0, False)  # _EXPIRES ... _REFRESHING, untimed
 _Node: TypeAlias = list[Any]
 
 
@@ -209,8 +227,9 @@ class Cache(Generic[K, V]):
     Raises:
         ConfigError: an argument is out of range.
 
-    ``get`` of a present key takes no lock and does no reordering (see the module notes);
-    the sync API is thread-safe and the async one task-safe.
+    ``get`` of a present key takes no lock; most hits move their key themselves, a
+    probation hit is replayed later in a batch (see the module notes). The sync API is
+    thread-safe and the async one task-safe.
 
     Example::
 
@@ -225,6 +244,7 @@ class Cache(Generic[K, V]):
         "_additions",
         "_both_hit",
         "_both_missed",
+        "_budget",
         "_check_step",
         "_climb_count",
         "_climb_hits",
@@ -241,6 +261,7 @@ class Cache(Generic[K, V]):
         "_heap",
         "_history_cap",
         "_hits",
+        "_hits_seen",
         "_inserts",
         "_inserts_seen",
         "_listeners",
@@ -253,6 +274,7 @@ class Cache(Generic[K, V]):
         "_lru_only",
         "_lru_rate",
         "_lru_streak",
+        "_marks",
         "_max",
         "_misses",
         "_negative",
@@ -272,6 +294,7 @@ class Cache(Generic[K, V]):
         "_refreshes",
         "_sample_size",
         "_seq",
+        "_simple",
         "_stamp",
         "_steady",
         "_step",
@@ -332,9 +355,14 @@ class Cache(Generic[K, V]):
         # (entries carry their own count and fold it back in when they leave).
         self._counts: dict[int, int] = {}
         self._additions = 0  # accesses counted toward the next aging
-        self._inserts = self._inserts_seen = 0
+        self._inserts = self._inserts_seen = self._hits_seen = 0
+        # (inserts, hits) at the last two marks, a check step apart (see _periodic)
+        self._marks = ((0, 0), (0, 0))
         self._dropped = 0  # entries removed by delete/clear (not evicted, not expired)
-        self._steady = False  # full, and the window at its size: set()'s one-for-one path
+        # set()'s one-for-one path: while the cache is full with the window at its size,
+        # ``_steady`` counts down the inserts it may take before periodic work is due (a
+        # run of ``_budget``; see _resteady). 0: take the general path.
+        self._steady = self._budget = 0
         self._sample_size = max(_AGE_PERIOD * self._max, 160)
         self._history_cap = _HISTORY_CAP * max(self._max, 64)
         self._heap: list[tuple[float, int, _Node]] = []
@@ -355,7 +383,7 @@ class Cache(Generic[K, V]):
         # the LRU guard also judges between the climber's periods (_LRU_CHECKS per period)
         self._check_step = max(self._climb_period // _LRU_CHECKS, 16)
         self._next_check = self._check_step
-        self._due = min(self._next_check, self._sample_size, self._history_cap >> 2)  # _periodic
+        self._due = 1  # the insert count at which _periodic is next due (it foresees the rest)
         # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
         # multiple of rate (spatial sampling), to tell when plain recency would do better.
         self._lru_rate = max(1, min(_LRU_SAMPLING, self._max // 64))
@@ -371,8 +399,10 @@ class Cache(Generic[K, V]):
         self._writer = writer
         if writer is not None:
             writer._attach(self)
-        # set() takes its inlined fast path while nothing needs a clock, a weigher or a writer
-        self._plain = not self._timed and not self._stamp and weigher is None and writer is None
+        # set() takes its inlined fast path while nothing needs a clock, a weigher or a
+        # writer (``_simple``) and no load or cached load error is pending (``_plain``)
+        self._simple = not self._timed and not self._stamp and weigher is None and writer is None
+        self._plain = self._simple
 
     def __repr__(self) -> str:
         return f"Cache(max_size={self._max}, ttl={self._ttl}, name={self.name!r})"
@@ -387,7 +417,7 @@ class Cache(Generic[K, V]):
     def get(self, key: K, default: Any = None) -> Any:
         """The value cached for ``key``, or ``default`` (``None``) when absent or expired.
 
-        Takes no lock: the hit is recorded in a read buffer, replayed later in a batch.
+        Takes no lock (see the module notes).
 
         Example::
 
@@ -403,11 +433,41 @@ class Cache(Generic[K, V]):
                     return default
                 if self._eaa is not None:
                     node[_EXPIRES] = min(node[_DEADLINE], now + self._eaa)
-            reads = self._reads
-            reads.append(node)
-            if len(reads) >= 128:  # _READ_BUFFER (a literal: no global lookup on a hit)
-                self._drain_locked()
-            return node[1]  # _VALUE
+            # field indices are literals here (no global lookups on a hit): _FREQ 3,
+            # _QUEUE 2, _SAMPLED 5, _VALUE 1; queues _PROTECTED 2, _WINDOW 0
+            node[3] += 1
+            self._hits += 1
+            q = node[2]
+            if q == 2:
+                try:
+                    self._protected.move_to_end(key)
+                except KeyError:  # demoted meanwhile by a writer: its order is moot
+                    pass
+            elif q == 0:
+                try:
+                    self._window.move_to_end(key)
+                except KeyError:  # left the window meanwhile
+                    pass
+            else:  # a probation hit (a promotion: under the lock), or a removed entry
+                reads = self._reads
+                reads.append(node)
+                if len(reads) >= 128:  # _READ_BUFFER
+                    self._drain_locked()
+                return node[1]
+            if node[5]:  # a key the LRU guard samples: a hit of ours, through its LRU
+                lru = self._lru
+                try:
+                    if key in lru:
+                        lru.move_to_end(key)
+                        self._both_hit += 1
+                    else:
+                        lru[key] = None
+                        self._ours_only += 1
+                        if len(lru) > self._lru_cap:
+                            lru.popitem(False)
+                except KeyError:  # a writer moved the guard's LRU meanwhile
+                    pass
+            return node[1]
         self._misses += 1
         return default
 
@@ -444,46 +504,35 @@ class Cache(Generic[K, V]):
 
             cache.set("config", cfg, ttl=60)
         """
-        if ttl is not None or not self._plain:
-            life = self._ttl if ttl is None else v.seconds("ttl", ttl)
-            writer = self._writer
-            if writer is not None:
-                writer._write(key, value)
-            self._put(key, value, life)
-            return
-        # The common configuration (``_plain``: no expiry, weigher, refresh or writer):
-        # the steps of _put, minus every test they make unnecessary, with the steady-state
-        # eviction inlined. Every bytecode here is paid on every miss, so the bookkeeping
-        # is folded: one insert counter stands for the aging and climbing counts (see
-        # _periodic) and for the eviction count (see stats).
-        evicted = None
         lock = self._lock
         lock.acquire()
+        if ttl is not None or not self._plain:
+            # (checked under the lock: a cache turns timed, or a load starts, under it)
+            lock.release()
+            self._set_slow(key, value, ttl)
+            return
+        # The common configuration (``_plain``: no expiry, weigher, refresh or writer, and
+        # no load pending): the steps of _put, minus every test they make unnecessary, with
+        # the steady-state eviction inlined. Every bytecode here is paid on every miss:
+        # field indices are literals (_FREQ 3, _QUEUE 2, _HASH 4; _PROBATION 1,
+        # _REMOVED -1), the eviction count is derived (see stats), the aging and climbing
+        # counts too (see _periodic).
+        evicted = None
         try:
             if self._reads:
                 self._drain()
-            if self._flights:
-                flight = self._flights.pop(key, None)
-                if flight is not None:
-                    flight.stale = True
-            if self._negative:
-                self._negative.pop(key, None)
+            h = hash(key)
+            sampled = h % self._lru_rate == 0
+            # fields _KEY ... _WEIGHT (the short form); the count resumes from the history
+            new = [key, value, 0, self._counts.pop(h, 0) + 1, h, sampled, 1]
             data = self._data
-            node = data.get(key)
-            if node is not None:
+            node = data.setdefault(key, new)
+            if node is not new:  # an update (the key had no history: nothing was taken)
                 node[1] = value  # _VALUE
                 self._on_access(node)
             else:
-                h = hash(key)
-                sampled = h % self._lru_rate == 0
-                # fields: _KEY ... _SAMPLED; the count resumes from the key's history
-                node = [
-                    key, value, 0, self._counts.pop(h, 0) + 1, 1, h,
-                    _INF, _INF, _INF, 0.0, 0.0, False, sampled,
-                ]  # fmt: skip
-                data[key] = node
                 window = self._window
-                window[key] = node
+                window[key] = new
                 if sampled:  # the LRU guard's sampled LRU (_lru_access, inlined)
                     lru = self._lru
                     if key in lru:  # a miss that LRU would have hit
@@ -493,55 +542,91 @@ class Cache(Generic[K, V]):
                         lru[key] = None
                         self._both_missed += 1
                         if len(lru) > self._lru_cap:
-                            lru.popitem(last=False)
-                n = self._inserts + 1
-                self._inserts = n
-                if n >= self._due:
-                    self._periodic()
-                probation = self._probation
-                if self._steady and probation:
-                    # The steady state (full, window at its size): the window's LRU entry
-                    # (the candidate) duels probation's LRU entry (the victim) on
-                    # frequency, compared saturated at _FREQ_CAP (15); one of them goes.
-                    ckey, cand = window.popitem(last=False)
-                    for vkey in probation:  # noqa: B007 (the first key: cheaper than next(iter()))
+                            lru.popitem(False)
+                s = self._steady
+                if s:
+                    probation = self._probation
+                    for vkey in probation:
+                        # The steady state (full, window at its size): the window's LRU
+                        # entry (the candidate) duels probation's LRU entry (the victim,
+                        # ``vkey``: the loop only takes the first key) on frequency,
+                        # compared saturated at _FREQ_CAP (15), a tie at the cap to the
+                        # candidate (so cf >= 15 wins outright); one of them goes.
+                        self._steady = s - 1
+                        ckey, cand = window.popitem(False)
+                        vic = probation[vkey]
+                        cf = cand[3]
+                        if (
+                            cf > vic[3]
+                            or cf >= 15
+                            or (cf >= 6 and self._random.getrandbits(7) == 0)
+                        ):  # (a warm candidate sometimes wins: _ADMIT_HASHDOS_THRESHOLD, 6)
+                            cand[2] = 1
+                            probation[ckey] = cand
+                            del probation[vkey]
+                            del data[vkey]
+                            evicted = vic
+                        else:
+                            del data[ckey]
+                            evicted = cand
+                        evicted[2] = -1
+                        self._counts[evicted[4]] = evicted[3]  # saturated when aged
                         break
-                    vic = probation[vkey]
-                    cf = cand[3]  # _FREQ
-                    vf = vic[3]
-                    if (cf > vf and vf < 15) or (cf >= 6 and self._random.getrandbits(7) == 0):
-                        # (a warm candidate sometimes wins: _ADMIT_HASHDOS_THRESHOLD, 6)
-                        cand[2] = 1  # _PROBATION
-                        probation[ckey] = cand
-                        del probation[vkey]
-                        del data[vkey]
-                        evicted = vic
-                    else:
-                        del data[ckey]
-                        evicted = cand
-                    evicted[2] = -1  # _REMOVED
-                    self._counts[evicted[5]] = evicted[3]  # saturated when aged
+                    else:  # probation emptied by hits: the general path
+                        evicted = self._settle()
                 else:
-                    self._weight += 1
-                    self._window_weight += 1
-                    if self._weight > self._max or self._window_weight > self._window_max:
-                        events: list[Event] | None = (
-                            [] if (self._listeners or GLOBAL_LISTENERS) else None
-                        )
-                        self._evict(events)
-                        if events:
-                            evicted = events
-                    self._steady = (
-                        self._weight == self._max and self._window_weight == self._window_max
-                    )
+                    evicted = self._settle()
         finally:
             lock.release()
         if (self._listeners or GLOBAL_LISTENERS) and evicted is not None:
             self._announce(evicted)
 
+    def _set_slow(self, key: Any, value: Any, ttl: float | timedelta | None) -> None:
+        life = self._ttl if ttl is None else v.seconds("ttl", ttl)
+        writer = self._writer
+        if writer is not None:
+            writer._write(key, value)
+        self._put(key, value, life)
+
+    def _settle(self) -> list[Event] | None:
+        """set()'s general path after a new entry joined the window: count it, run the
+        periodic work when due, evict while over capacity; the events made (or None)."""
+        self._unsteady()
+        self._inserts += 1
+        if self._inserts >= self._due:
+            self._periodic()
+        self._weight += 1
+        self._window_weight += 1
+        events: list[Event] | None = None
+        if self._weight > self._max or self._window_weight > self._window_max:
+            events = [] if (self._listeners or GLOBAL_LISTENERS) else None
+            self._evict(events)
+        self._resteady()
+        return events or None
+
+    def _unsteady(self) -> None:
+        """End the steady run: fold the inserts it took into ``_inserts``."""
+        self._inserts += self._budget - self._steady
+        self._budget = self._steady = 0
+
+    def _resteady(self) -> None:
+        """Start a steady run when the cache is full with the window at its size (and
+        probation has a victim): set() may then take that many inserts one-for-one
+        before the periodic work is due (``_due``)."""
+        self._unsteady()
+        if (
+            self._weight == self._max
+            and self._window_weight == self._window_max
+            and self._probation
+            and self._weigher is None
+        ):
+            run = self._due - self._inserts - 1
+            if run > 0:
+                self._steady = self._budget = run
+
     def _announce(self, evicted: _Node | list[Event]) -> None:
         # set()'s fast path passes the node it evicted, its slow path the events it made
-        # (a node ends with its _SAMPLED bool; its key may be anything, even an Event)
+        # (a node ends with its weight or _REFRESHING; its key may be anything, even an Event)
         if isinstance(evicted[-1], Event):
             for event in evicted:
                 emit(self._listeners, event)
@@ -569,42 +654,42 @@ class Cache(Generic[K, V]):
         try:
             if self._reads:
                 self._drain()
-            if self._flights:
-                flight = self._flights.pop(key, None)
-                if flight is not None:
-                    flight.stale = True
-            if self._negative:
-                self._negative.pop(key, None)
+            if self._flights or self._negative:
+                self._forget_pending(key)
             node = self._data.get(key)
             if node is None:
-                slots = hash(key)
-                freq = self._counts.pop(slots, 0) + 1
+                h = hash(key)
+                freq = self._counts.pop(h, 0) + 1
                 self._inserts += 1
+                sampled = h % self._lru_rate == 0
                 # a list literal is faster to build than a slotted object (fields: _KEY...)
-                node = [key, value, _WINDOW, freq, weight, slots, _INF, _INF, _INF, now]
-                sampled = slots % self._lru_rate == 0
-                node += (loaded_in, False, sampled)
+                node = [key, value, _WINDOW, freq, h, sampled, weight, _INF, _INF, _INF, now]
+                node += (loaded_in, False)
                 self._data[key] = self._window[key] = node
                 self._weight += weight
                 self._window_weight += weight
                 if sampled:
                     self._lru_access(key)
             else:
-                node[1] = value  # _VALUE
-                delta = weight - node[4]
+                if len(node) == _SHORT:
+                    node += _TAIL
+                node[_VALUE] = value
+                delta = weight - node[_WEIGHT]
                 if delta:
-                    node[4] = weight
+                    node[_WEIGHT] = weight
                     self._weight += delta
-                    if node[2] == _WINDOW:
+                    if node[_QUEUE] == _WINDOW:
                         self._window_weight += delta
-                    elif node[2] == _PROTECTED:
+                    elif node[_QUEUE] == _PROTECTED:
                         self._protected_weight += delta
                 self._on_access(node)
                 node[_WRITTEN] = now
                 node[_LOADED_IN] = loaded_in
             if timed:
+                if not self._timed:
+                    self._widen()
                 self._timed = True
-                self._plain = False
+                self._simple = self._plain = False
                 deadline = _INF if life is None else now + life
                 node[_DEADLINE] = deadline
                 node[_EXPIRES] = deadline if self._eaa is None else min(deadline, now + self._eaa)
@@ -617,14 +702,36 @@ class Cache(Generic[K, V]):
                     self._expire(now if timed else self._now(), events)
             if self._weight > self._max or self._window_weight > self._window_max:
                 self._evict(events)
-            self._steady = self._weight == self._max and self._window_weight == self._window_max
+            self._unsteady()
             if self._inserts >= self._due:
                 self._periodic()
+            self._resteady()
         finally:
             lock.release()
         if events:
             for event in events:
                 emit(self._listeners, event)
+
+    def _widen(self) -> None:
+        """The cache turns timed: give every entry set()'s fast path made the timing
+        fields (before ``_timed`` is set, so a lock-free get never misses them)."""
+        for node in self._data.values():
+            if len(node) == _SHORT:
+                node += _TAIL
+
+    def _forget_pending(self, key: Any) -> None:
+        """A write or delete of ``key``: a load in flight must not store its older value,
+        and a cached load error no longer stands."""
+        flight = self._flights.pop(key, None)
+        if flight is not None:
+            flight.stale = True
+        self._negative.pop(key, None)
+        self._replain()
+
+    def _replain(self) -> None:
+        """set()'s fast path does not look for loads or cached errors: it is open only
+        while there are none."""
+        self._plain = self._simple and not self._flights and not self._negative
 
     def delete(self, key: K) -> bool:
         """Remove ``key``; returns whether it was present (expired entries count as absent).
@@ -640,10 +747,8 @@ class Cache(Generic[K, V]):
         if writer is not None:
             writer._delete(key)
         with self._lock:
-            flight = self._flights.pop(key, None)
-            if flight is not None:
-                flight.stale = True
-            self._negative.pop(key, None)
+            if self._flights or self._negative:
+                self._forget_pending(key)
             node = self._data.get(key)
             if node is None:
                 return False
@@ -683,7 +788,8 @@ class Cache(Generic[K, V]):
             self._negative.clear()
             del self._reads[:]
             self._weight = self._window_weight = self._protected_weight = 0
-            self._steady = False
+            self._unsteady()
+            self._replain()
 
     # -- size, iteration, stats ---------------------------------------------------------------
 
@@ -753,8 +859,13 @@ class Cache(Generic[K, V]):
                 misses,
                 hits / total if total else 0.0,
                 # every entry ever inserted is still here, or was dropped, expired or
-                # evicted: set()'s fast path counts only the inserts
-                self._inserts - len(self._data) - self._dropped - self._expirations,
+                # evicted: set()'s fast path counts only the inserts (see _unsteady)
+                self._inserts
+                + self._budget
+                - self._steady
+                - len(self._data)
+                - self._dropped
+                - self._expirations,
                 self._expirations,
                 self._load_count,
                 self._load_failures,
@@ -773,46 +884,43 @@ class Cache(Generic[K, V]):
             self._drain()
 
     def _drain(self) -> None:
-        # The hot loop of every hit, amortised: field indices are literals (_QUEUE 2,
-        # _FREQ 3, _KEY 0, _SAMPLED 12; _PROTECTED 2, _WINDOW 0, _PROBATION 1), and the
-        # sampled-LRU update and the probation -> protected promotion are inlined.
+        # The hits get() could not settle alone (probation hits: a promotion), and every
+        # get_or_load hit; their counts were taken already. Field
+        # indices are literals (_QUEUE 2, _KEY 0, _WEIGHT 6, _SAMPLED 5; _PROTECTED 2,
+        # _WINDOW 0, _PROBATION 1), and the sampled-LRU update and the probation ->
+        # protected promotion are inlined.
         reads = self._reads
         n = len(reads)
         batch = reads[:n]
         del reads[:n]
-        self._hits += n
-        self._climb_hits += n
-        self._climb_count += n
         window, protected, probation = self._window, self._protected, self._probation
+        unweighted = self._weigher is None
+        pmax = self._protected_max
         for node in batch:
             q = node[2]
-            if q == 2:
-                protected.move_to_end(node[0])
-            elif q == 0:
-                window.move_to_end(node[0])
-            elif q == 1:  # a probation hit: to protected, demoting protected's LRU entries
+            if q == 1:  # a probation hit: to protected, demoting protected's LRU entry
                 key = node[0]
                 del probation[key]
                 node[2] = 2
                 protected[key] = node
-                pw = self._protected_weight = self._protected_weight + node[4]  # _WEIGHT
-                if pw > self._protected_max:
-                    if pw == self._protected_max + 1 and node[4] == 1:  # (the usual case)
-                        dkey, demoted = protected.popitem(last=False)
-                        if demoted[4] == 1:
-                            self._protected_weight = pw - 1
-                            demoted[2] = 1
-                            probation[dkey] = demoted
-                        else:
-                            protected[dkey] = demoted
-                            protected.move_to_end(dkey, last=False)
-                            self._demote()
+                if unweighted:  # (every weight is 1)
+                    if self._protected_weight < pmax:
+                        self._protected_weight += 1
                     else:
+                        dkey, demoted = protected.popitem(False)
+                        demoted[2] = 1
+                        probation[dkey] = demoted
+                else:
+                    self._protected_weight += node[6]
+                    if self._protected_weight > pmax:
                         self._demote()
+            elif q == 2:
+                protected.move_to_end(node[0])
+            elif q == 0:
+                window.move_to_end(node[0])
             else:  # removed since it was read
                 continue
-            node[3] += 1
-            if node[12]:  # a sampled hit of ours, through the guard's LRU
+            if node[5]:  # a sampled hit of ours, through the guard's LRU
                 key = node[0]
                 lru = self._lru
                 if key in lru:
@@ -822,32 +930,40 @@ class Cache(Generic[K, V]):
                     lru[key] = None
                     self._ours_only += 1
                     if len(lru) > self._lru_cap:
-                        lru.popitem(last=False)
-        self._additions += n
-        self._due -= n
-        if self._inserts >= self._due:
-            self._periodic()
+                        lru.popitem(False)
 
     def _periodic(self) -> None:
-        """Aging and hill climbing, each due every so many accesses. set()'s fast path
-        only counts inserts: ``_due`` is the insert count at which the next one is due,
-        brought forward by the hits replayed meanwhile (see _drain)."""
-        delta = self._inserts - self._inserts_seen
-        self._inserts_seen = self._inserts
-        self._additions += delta
-        self._climb_count += delta
+        """Aging and hill climbing, each due every so many accesses (hits and inserts).
+        Only set() looks: ``_due`` is the insert count at which the next one is due,
+        foreseen from the recent share of inserts among accesses (hits are counted by
+        get, without the lock); an early call only recounts."""
+        self._unsteady()
+        inserts, hits = self._inserts, self._hits
+        new_inserts = inserts - self._inserts_seen
+        accesses = new_inserts + hits - self._hits_seen
+        self._inserts_seen, self._hits_seen = inserts, hits
+        self._additions += accesses
+        self._climb_count += accesses
+        self._climb_hits += accesses - new_inserts
         # The history gains at most one hash per eviction: aging early when it outgrows
         # _HISTORY_CAP times the capacity bounds its memory (only scans get there).
         if self._additions >= self._sample_size or len(self._counts) > self._history_cap:
             self._age()
         if self._climb_count >= self._next_check:
             self._climb()
-        ahead = min(
-            self._sample_size - self._additions,
-            self._next_check - self._climb_count,
-            self._history_cap >> 2,
-        )
-        self._due = self._inserts + (ahead if ahead > 1 else 1)
+        ahead = min(self._sample_size - self._additions, self._next_check - self._climb_count)
+        # The inserts foreseen until then, at the share of inserts among the accesses of
+        # the last one to two check steps (a long enough span to say something), halved:
+        # the calls close in on the point, a few per period, and overshoot it by a few
+        # accesses unless the share falls by more than half meanwhile.
+        (i0, h0), (i1, h1) = self._marks
+        if inserts + hits - i1 - h1 >= self._check_step:
+            self._marks = ((i1, h1), (inserts, hits))
+        span = inserts + hits - i0 - h0
+        if span > 0:
+            ahead = ahead * (inserts - i0) // (2 * span)
+        ahead = min(ahead, self._history_cap >> 2)
+        self._due = inserts + (ahead if ahead > 1 else 1)
 
     def _age(self) -> None:
         """TinyLFU's aging: halve the sketch and every resident entry's count."""
@@ -885,7 +1001,7 @@ class Cache(Generic[K, V]):
     def _demote(self) -> None:
         protected, probation = self._protected, self._probation
         while self._protected_weight > self._protected_max and protected:
-            key, node = protected.popitem(last=False)
+            key, node = protected.popitem(False)
             self._protected_weight -= node[_WEIGHT]
             node[_QUEUE] = _PROBATION
             probation[key] = node
@@ -903,9 +1019,9 @@ class Cache(Generic[K, V]):
             del self._protected[key]
             self._protected_weight -= node[_WEIGHT]
         self._weight -= node[_WEIGHT]
-        self._steady = False
+        self._unsteady()
         node[_QUEUE] = _REMOVED
-        self._counts[node[_SLOTS]] = node[_FREQ]  # saturated when aged
+        self._counts[node[_HASH]] = node[_FREQ]  # saturated when aged
 
     def _evict(self, events: list[Event] | None) -> None:
         """Caffeine's eviction: window overflow -> probation candidates; then, while over
@@ -918,18 +1034,18 @@ class Cache(Generic[K, V]):
             and probation
         ):
             # The steady state without a weigher: one cand against one vic.
-            key, cand = window.popitem(last=False)
+            key, cand = window.popitem(False)
             self._window_weight -= 1
             vkey = next(iter(probation))
             vic = probation[vkey]
-            cf = cand[3]  # _FREQ, compared saturated
-            vf = vic[3]
-            if cf > _FREQ_CAP:
-                cf = _FREQ_CAP
-            if vf > _FREQ_CAP:
-                vf = _FREQ_CAP
-            if cf > vf or (cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0):
-                cand[2] = _PROBATION
+            # compared saturated, a tie at the cap to the candidate (see _FREQ_CAP)
+            cf = cand[_FREQ]
+            if (
+                cf > vic[_FREQ]
+                or cf >= _FREQ_CAP
+                or (cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0)
+            ):
+                cand[_QUEUE] = _PROBATION
                 probation[key] = cand
                 del probation[vkey]
                 del self._data[vkey]
@@ -938,16 +1054,16 @@ class Cache(Generic[K, V]):
                 del self._data[key]
                 evicted = cand
             self._weight -= 1
-            evicted[2] = _REMOVED
-            self._counts[evicted[5]] = evicted[3]  # saturated when aged
+            evicted[_QUEUE] = _REMOVED
+            self._counts[evicted[_HASH]] = evicted[_FREQ]  # saturated when aged
             if events is not None:
-                events.append(CacheEvicted(self.name, evicted[0], evicted[1], "size"))
+                events.append(CacheEvicted(self.name, evicted[_KEY], evicted[_VALUE], "size"))
             return
         candidates: list[_Node] = []
         while self._window_weight > self._window_max and window:
-            key, node = window.popitem(last=False)
-            self._window_weight -= node[4]  # _WEIGHT
-            node[2] = _PROBATION  # _QUEUE
+            key, node = window.popitem(False)
+            self._window_weight -= node[_WEIGHT]
+            node[_QUEUE] = _PROBATION
             probation[key] = node
             candidates.append(node)
         pick = 0
@@ -956,7 +1072,7 @@ class Cache(Generic[K, V]):
             candidate: _Node | None = None
             while pick < count:
                 c = candidates[pick]
-                if c[2] == _PROBATION:
+                if c[_QUEUE] == _PROBATION:
                     candidate = c
                     break
                 pick += 1
@@ -978,15 +1094,11 @@ class Cache(Generic[K, V]):
                 if evict is None:
                     break
             else:
-                cf = candidate[3]  # _FREQ, compared saturated
-                vf = victim[3]
-                if cf > _FREQ_CAP:
-                    cf = _FREQ_CAP
-                if vf > _FREQ_CAP:
-                    vf = _FREQ_CAP
-                if candidate[4] > self._max:
+                # compared saturated, a tie at the cap to the candidate (see _FREQ_CAP)
+                cf = candidate[_FREQ]
+                if candidate[_WEIGHT] > self._max:
                     evict = candidate
-                elif cf > vf:
+                elif cf > victim[_FREQ] or cf >= _FREQ_CAP:
                     evict = victim
                 elif cf >= _ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0:
                     evict = victim  # a warm candidate sometimes wins: defeats hash flooding
@@ -996,7 +1108,7 @@ class Cache(Generic[K, V]):
                 pick += 1
             self._unlink(evict)
             if events is not None:
-                events.append(CacheEvicted(self.name, evict[0], evict[1], "size"))
+                events.append(CacheEvicted(self.name, evict[_KEY], evict[_VALUE], "size"))
 
     def _lru_access(self, key: Any) -> None:
         """A sampled miss of ours, through the guard's LRU."""
@@ -1008,7 +1120,7 @@ class Cache(Generic[K, V]):
             lru[key] = None
             self._both_missed += 1
             if len(lru) > self._lru_cap:
-                lru.popitem(last=False)
+                lru.popitem(False)
 
     def _lru_wins(self) -> bool | None:
         """The LRU guard's verdict on the sampled requests since its last one (None: too
@@ -1039,7 +1151,6 @@ class Cache(Generic[K, V]):
             if self._lru_wins():
                 self._grow_window(int(_LRU_STEP * self._max))
                 self._step = abs(self._step)
-            self._steady = self._weight == self._max and self._window_weight == self._window_max
             return
         self._next_check = self._check_step
         hit_rate = self._climb_hits / sample
@@ -1066,7 +1177,6 @@ class Cache(Generic[K, V]):
             self._grow_window(adjustment)
         elif adjustment < 0:
             self._shrink_window(-adjustment)
-        self._steady = self._weight == self._max and self._window_weight == self._window_max
 
     def _grow_window(self, quota: int) -> None:
         quota = min(quota, self._protected_max)
@@ -1080,8 +1190,7 @@ class Cache(Generic[K, V]):
             source = self._probation or self._protected
             if not source:
                 break
-            key = next(iter(source))
-            node = source[key]
+            key, node = _oldest(source)
             if node[_WEIGHT] > quota:
                 break
             quota -= node[_WEIGHT]
@@ -1104,8 +1213,7 @@ class Cache(Generic[K, V]):
         for _ in range(1000):
             if not window:
                 break
-            key = next(iter(window))
-            node = window[key]
+            key, node = _oldest(window)
             if node[_WEIGHT] > quota:
                 break
             quota -= node[_WEIGHT]
@@ -1166,6 +1274,8 @@ class Cache(Generic[K, V]):
                     return None
                 if self._eaa is not None:
                     node[_EXPIRES] = min(node[_DEADLINE], now + self._eaa)
+            node[_FREQ] += 1
+            self._hits += 1
             reads = self._reads
             reads.append(node)
             if len(reads) >= _READ_BUFFER:
@@ -1196,6 +1306,7 @@ class Cache(Generic[K, V]):
                 return None
             if entry.until <= self._now():
                 del self._negative[key]
+                self._replain()
                 return None
             return entry.exception
 
@@ -1206,6 +1317,7 @@ class Cache(Generic[K, V]):
             if flight is not None:
                 return flight, False
             flight = self._flights[key] = _Flight(by_task)
+            self._plain = False
             return flight, True
 
     def _finish(
@@ -1237,7 +1349,8 @@ class Cache(Generic[K, V]):
                     self._negative[key] = _Negative(error, self._now() + self._negative_ttl)
                     self._negative.move_to_end(key)
                     while len(self._negative) > max(self._max, 1):
-                        self._negative.popitem(last=False)
+                        self._negative.popitem(False)
+            self._replain()
         if error is None:
             if not flight.stale:
                 try:
@@ -1365,6 +1478,7 @@ class Cache(Generic[K, V]):
             node[_REFRESHING] = True
             self._refreshes += 1
             flight = self._flights[key] = _Flight(by_task)
+            self._plain = False
             return flight
 
     def _refresh_async(self, key: Any, node: _Node, loader: Callable[[Any], Any]) -> None:
@@ -1429,6 +1543,15 @@ class Cache(Generic[K, V]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _oldest(queue: OrderedDict[Any, _Node]) -> tuple[Any, _Node]:
+    """The LRU key and entry of a non-empty queue. A for loop, not ``next(iter(queue))``:
+    a lock-free ``get`` in another thread may move a key between those two calls, which
+    invalidates the iterator; GET_ITER and FOR_ITER leave no gap for a thread switch."""
+    for key in queue:
+        return key, queue[key]
+    raise KeyError("empty queue")
 
 
 def _in_event_loop() -> bool:
