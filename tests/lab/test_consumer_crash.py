@@ -14,7 +14,9 @@ from buttress.lab._hosting import HostContext
 from buttress.lab._results import ArmResult
 from buttress.lab._scenarios_messaging import (
     CONSUMER_CRASH,
+    SETTLE,
     ConsumerCrashService,
+    _settle,
     nothing_lost,
 )
 from buttress.messaging import MemoryTransport
@@ -49,6 +51,57 @@ async def test_effects_are_applied_once() -> None:
     assert await serving == "ok"
     assert runs == 1 and service.duplicates == 1
     assert service.notes()["processed"] == 1
+
+
+async def _settle_on_a_stalling_loop(service: ConsumerCrashService, keys: int) -> float:
+    """Run _settle while a consumer applies ``keys`` messages, one per loop step, on a
+    loop whose clock jumps 0.5 s at every reading (as if the process kept freezing);
+    returns the seconds the clock moved."""
+    loop = asyncio.get_running_loop()
+    real, jump = loop.time, 0.0
+
+    def stalling() -> float:
+        nonlocal jump
+        jump += 0.5
+        return real() + jump
+
+    async def consume() -> None:
+        for key in range(keys):
+            await asyncio.sleep(0.05)
+            service._applied(str(key))
+
+    loop.time = stalling  # type: ignore[method-assign]
+    try:
+        consumer = asyncio.ensure_future(consume())
+        await _settle(service)
+        consumer.cancel()
+        await asyncio.wait([consumer])
+    finally:
+        del loop.time
+    return jump
+
+
+async def test_settle_waits_while_the_backlog_moves_however_slow_the_machine() -> None:
+    """The end of an arm waits for a backlog that keeps moving, counting only time the
+    loop ran: 40 messages processed across many apparent seconds are all counted."""
+    service = ConsumerCrashService(
+        HostContext("protected", random.Random(1), 1.0), MemoryTransport(), "t"
+    )
+    service.published = 40
+    moved = await _settle_on_a_stalling_loop(service, 40)
+    assert moved > 10 * SETTLE  # a wall-clock deadline would have given up long before
+    assert service.settled.is_set() and len(service.applied) == 40
+
+
+async def test_settle_gives_up_once_the_backlog_stops_moving() -> None:
+    """Messages that nobody will process (a naive consumer's losses) end the wait after
+    SETTLE seconds of no progress."""
+    service = ConsumerCrashService(
+        HostContext("naked", random.Random(1), 1.0), MemoryTransport(), "t"
+    )
+    service.published = 10
+    await _settle_on_a_stalling_loop(service, 0)
+    assert not service.settled.is_set() and not service.applied
 
 
 def _arm(notes: dict[str, float]) -> ArmResult:

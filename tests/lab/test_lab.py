@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
 import json
 import subprocess
@@ -16,6 +18,7 @@ import pytest
 import buttress as bt
 from buttress import lab
 from buttress.cli import main
+from buttress.lab._driver import drive
 
 # -- the scenario model -----------------------------------------------------------------------
 
@@ -255,6 +258,46 @@ def test_report_to_dict_is_json_ready(tiny_run) -> None:
     assert arms["naked"]["amplification"] == 1.0
     assert len(arms["protected"]["samples"]) == arms["protected"]["requests"]
     assert set(arms["naked"]["phases"]) == {"healthy", "outage"}
+
+
+async def test_drive_measures_how_far_it_fell_behind_its_schedule() -> None:
+    """A stalled event loop sends overdue arrivals late: drive() records the worst
+    lateness as the arm's lag (the loop's clock jumps 0.3 s, as in a stall)."""
+    loop = asyncio.get_running_loop()
+    real = loop.time
+    jump = 0.0
+
+    def stalled_time() -> float:
+        return real() + jump
+
+    async def call() -> None:
+        nonlocal jump
+        jump = 0.3  # the first call "stalls" the loop: every later arrival is overdue
+
+    span = lab.PhaseSpan("steady", 0.0, 0.1, lab.Faults())
+    schedule = [i / 100 for i in range(10)]
+    progress = lab.ArmProgress("t", "naked", [span], total=len(schedule))
+    loop.time = stalled_time  # type: ignore[method-assign]
+    try:
+        samples = await drive(
+            call, schedule, [span], lab.FaultState(lab.Faults()), concurrency=4, progress=progress
+        )
+    finally:
+        del loop.time  # back to the class's method
+    assert len(samples) == 10
+    assert 0.2 < progress.lag < 0.31 + 0.2  # 0.3 s minus the first arrivals' own offsets
+
+
+def test_report_warns_when_the_load_fell_behind(tiny_run) -> None:
+    """A run whose load generator fell behind more than LAG_WARNING says so, by name."""
+    report = tiny_run[0]
+    result = report.scenarios[0]
+    late = dataclasses.replace(result, naked=dataclasses.replace(result.naked, lag=1.5))
+    assert late.lag == 1.5
+    text = lab.render(dataclasses.replace(report, scenarios=(late,)))
+    assert "could not send the load on schedule" in text
+    assert "tiny-outage: up to 1500 ms late" in text
+    assert json.loads(json.dumps(late.to_dict()))["arms"]["naked"]["lag_ms"] == 1500.0
 
 
 def test_classify_counts_fallback_answers_as_degraded() -> None:

@@ -19,20 +19,24 @@ async def test_protected_limit_rides_out_a_redis_outage(redis_server: RedisServe
     before = client.info("server")["run_id"]
     # 3 s per arm: the recovery phase (0.75 s) leaves room for a loaded machine
     scenario = lab.get_scenario("redis-outage").scaled(3.0)
-    # The verdicts compare real-time latencies over a few seconds: one stall of the event
-    # loop (a loaded CI machine) can break a p99. The protection is broken only if a
-    # second run with another seed breaks too.
-    for seed in (3, 4):
-        config = lab.LabConfig(rate=100, seed=seed, redis_url=redis_server.url)
+    # The verdicts compare real-time latencies over a few seconds, both arms sharing one
+    # event loop with the fault proxy: a busy CI machine can starve or stall that loop (a
+    # 4 s stall once sent the redis-down arrivals after the proxy was back, as if Redis had
+    # never gone). 60 req/s keeps the loop's load low; the protection is broken only if
+    # three runs with different seeds all break. Each run reports how late it fell.
+    lags: list[float] = []
+    for seed in (3, 4, 5):
+        config = lab.LabConfig(rate=60, seed=seed, redis_url=redis_server.url)
         result = await lab.run_scenario(scenario, config)
+        lags.append(result.lag)
         if result.held:
             break
+    assert result.held, ([c for c in result.checks if not c.held], f"lag per run {lags}")
     naked, protected = result.naked, result.protected
     assert naked.notes["redis errors"] > 0
     assert naked.phase("redis-down").success_rate < 0.2
     assert protected.notes["store fallbacks"] > 0
     assert protected.phase("redis-down").success_rate >= 0.95
-    assert result.held, [c for c in result.checks if not c.held]
     # the policy charts show the limiter falling back to local decisions
     assert protected.timeline is not None
     assert any(protected.timeline.series["store fallbacks/s"])

@@ -27,6 +27,7 @@ A scenario is a small declarative definition (see ``_scenarios.py`` for the buil
 """
 
 from ._driver import (
+    LAG_WARNING,
     ArmProgress,
     Degraded,
     Outcome,
@@ -67,6 +68,7 @@ from ._upstream import Decision, Faults, FaultState, Upstream, UpstreamStats
 
 __all__ = [
     "FLAKY",
+    "LAG_WARNING",
     "LATENCY_TAIL",
     "OUTAGE",
     "RETRYABLE",

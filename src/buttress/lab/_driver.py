@@ -25,6 +25,7 @@ from .._validate import fail, number
 from ._upstream import Faults, FaultState
 
 __all__ = [
+    "LAG_WARNING",
     "ArmProgress",
     "Degraded",
     "Outcome",
@@ -38,6 +39,11 @@ __all__ = [
 ]
 
 Outcome = Literal["success", "degraded", "failed"]
+
+LAG_WARNING = 0.1
+"""Seconds of :attr:`ArmProgress.lag` beyond which a run's timing is not to be trusted:
+the machine was too busy to send the load on schedule (a stalled or starved event loop
+sends a burst of overdue requests at once and applies overdue phase changes together)."""
 
 
 class UpstreamError(Exception):
@@ -178,6 +184,9 @@ class ArmProgress:
     )
     rejected: int = 0
     finished: bool = False
+    lag: float = 0.0
+    """The most seconds an arrival was sent after its scheduled time: how far the load
+    generator (this process's event loop) fell behind. See :data:`LAG_WARNING`."""
 
     @property
     def duration(self) -> float:
@@ -257,6 +266,9 @@ async def drive(
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            late = loop.time() - due
+            if late > progress.lag:
+                progress.lag = late
             tasks.append(asyncio.ensure_future(one(index, at, due)))
             progress.sent += 1
         rest = t0_loop + (spans[-1].end if spans else 0.0) - loop.time()

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Sequence
 
+from ._driver import LAG_WARNING
 from ._model import Scenario
 from ._results import ArmResult, LabReport
 
@@ -109,6 +110,15 @@ def render(report: LabReport) -> str:
         for name, arm in notes:
             shown = ", ".join(f"{key} {value:g}" for key, value in arm.notes.items())
             lines.append(f"  {name:<{width}}  {arm.arm:<9}  {shown}")
+    lagged = [result for result in report.scenarios if result.lag > LAG_WARNING]
+    if lagged:
+        lines += ["", "warning: this machine could not send the load on schedule"]
+        lines += [
+            f"  {result.name}: up to {_ms(result.lag)} ms late; its timing verdicts are "
+            f"not to be trusted"
+            for result in lagged
+        ]
+        lines.append("  rerun on a quieter machine or with a lower --rate")
     lines += ["", f"repeat with --seed {report.seed}"]
     return "\n".join(lines)
 

@@ -108,6 +108,10 @@ class ArmResult:
         timeline: the arm's series over time, for the HTML report (``None`` if not kept).
         notes: numbers reported by the scenario's hosted service, if it has one
             (restarts, crashes...); empty otherwise.
+        lag: the most seconds an arrival was sent after its scheduled time (0.0 where it
+            is not measured: arms run in worker processes). Above
+            :data:`~buttress.lab.LAG_WARNING` the machine could not keep the schedule and
+            the run's timing verdicts are not to be trusted.
         summary: the whole run; ``phases``: one per phase (by arrival time).
     """
 
@@ -118,6 +122,7 @@ class ArmResult:
     wall: float
     timeline: Timeline | None = None
     notes: Mapping[str, float] = field(default_factory=dict, hash=False)
+    lag: float = 0.0
     summary: Summary = field(init=False)
     phases: tuple[Summary, ...] = field(init=False)
 
@@ -177,6 +182,7 @@ class ArmResult:
             **self.summary.to_dict(),
             "amplification": self.amplification,
             "wall_s": self.wall,
+            "lag_ms": self.lag * 1000,
             "upstream": asdict(self.upstream),
             "notes": dict(self.notes),
             "phases": {
@@ -217,6 +223,12 @@ class ScenarioResult:
     def held(self) -> bool:
         """True when every hypothesis held (vacuously true without hypotheses)."""
         return all(check.held for check in self.checks)
+
+    @property
+    def lag(self) -> float:
+        """The larger of the two arms' :attr:`ArmResult.lag`: how far the load generator
+        fell behind its schedule, in seconds."""
+        return max(self.naked.lag, self.protected.lag)
 
     @property
     def verdict(self) -> str:

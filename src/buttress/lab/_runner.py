@@ -254,6 +254,7 @@ async def _run_arms(
                 walls[index],
                 timeline=timeline,
                 notes=notes[index],
+                lag=trackers[index].lag,
             )
         )
     return results
