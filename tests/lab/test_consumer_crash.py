@@ -22,6 +22,7 @@ from buttress.lab._scenarios_messaging import (
 from buttress.messaging import MemoryTransport
 
 from ..servers import RedisServer
+from . import steady
 
 
 def test_consumer_crash_is_registered() -> None:
@@ -120,7 +121,7 @@ def test_nothing_lost_reads_the_notes() -> None:
 @pytest.mark.slow
 def test_protected_consumers_lose_nothing() -> None:
     """Under random crashes the protected arm processes every message it published."""
-    report = lab.run_lab([CONSUMER_CRASH], lab.LabConfig(duration=1.5, seed=7))
+    report = steady.run_lab([CONSUMER_CRASH], lab.LabConfig(duration=1.5, seed=7))
     result = report.scenarios[0]
     assert result.held, [c for c in result.checks if not c.held]
     protected, naked = result.protected.notes, result.naked.notes
@@ -137,7 +138,7 @@ def test_protected_consumers_lose_nothing() -> None:
 def test_on_redis_streams(redis_server: RedisServer) -> None:
     """With --redis the scenario runs on Redis Streams and still loses nothing."""
     config = lab.LabConfig(duration=1.0, seed=3, redis_url=redis_server.url)
-    result = lab.run_lab([CONSUMER_CRASH], config).scenarios[0]
+    result = steady.run_lab([CONSUMER_CRASH], config).scenarios[0]
     assert result.protected.notes["lost"] == 0, result.protected.notes
     assert result.held
 

@@ -20,6 +20,8 @@ from buttress import lab
 from buttress.cli import main
 from buttress.lab._driver import drive
 
+from . import steady
+
 # -- the scenario model -----------------------------------------------------------------------
 
 
@@ -192,7 +194,7 @@ def tiny_run() -> tuple[lab.LabReport, set[threading.Thread], set[threading.Thre
     """One run of a tiny outage scenario, with the threads alive before and after."""
     before = set(threading.enumerate())
     stream = io.StringIO()
-    report = lab.run_lab(
+    report = steady.run_lab(
         [_tiny_outage()],
         lab.LabConfig(rate=100, seed=5, arrivals="even"),
         progress=lab.Progress(stream, live=False),

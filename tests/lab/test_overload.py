@@ -19,6 +19,8 @@ from buttress.lab._scenarios_overload import (
     goodput_at_least_naked,
 )
 
+from . import steady
+
 # -- the scenario -----------------------------------------------------------------------------
 
 
@@ -201,7 +203,7 @@ def test_workers_serve_one_after_the_other() -> None:
 @pytest.fixture(scope="module")
 def overload_run() -> lab.ScenarioResult:
     """One short run of the overload scenario."""
-    report = lab.run_lab([OVERLOAD], lab.LabConfig(duration=1.0, seed=3))
+    report = steady.run_lab([OVERLOAD], lab.LabConfig(duration=1.0, seed=3))
     return report.scenarios[0]
 
 

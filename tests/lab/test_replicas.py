@@ -20,6 +20,8 @@ from buttress.lab._scenarios_balance import (
 )
 from buttress.lab._upstream import Faults
 
+from . import steady
+
 
 def test_replicas_is_registered() -> None:
     """`buttress lab --list` knows it; it hosts its own replicas and runs fast in --quick."""
@@ -87,7 +89,7 @@ def test_hypotheses_read_the_notes() -> None:
 
 def test_the_scenario_holds_under_quick() -> None:
     """A --quick run of the scenario: every hypothesis holds."""
-    report = lab.run_lab([REPLICAS_SCENARIO], lab.LabConfig(quick=True, seed=3))
+    report = steady.run_lab([REPLICAS_SCENARIO], lab.LabConfig(quick=True, seed=3))
     result = report.scenarios[0]
     assert result.held, [c for c in result.checks if not c.held]
 

@@ -22,6 +22,8 @@ from buttress.lab._progress import _bar
 from buttress.lab._timeline import MetricsSampler, bucket_seconds
 from buttress.testing import FakeClock
 
+from . import steady
+
 # -- timelines ----------------------------------------------------------------------------------
 
 
@@ -258,7 +260,7 @@ def _root_attributes(dom: str) -> dict[str, str]:
 def real_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[lab.LabReport, Path]:
     """A short real run of two scenarios, written as HTML."""
     folder = tmp_path_factory.mktemp("report")
-    report = lab.run_lab(
+    report = steady.run_lab(
         [lab.get_scenario("outage"), lab.get_scenario("overload")],
         lab.LabConfig(duration=0.8, seed=11),
     )

@@ -20,6 +20,8 @@ from buttress.lab._scenarios_supervise import (
     restarted_every_crash,
 )
 
+from . import steady
+
 
 def test_supervise_is_registered() -> None:
     """`buttress lab --list` knows it; it needs no Redis and hosts a service."""
@@ -107,7 +109,7 @@ def test_restarted_every_crash_reads_the_notes() -> None:
 def test_the_supervised_pool_keeps_serving(seed: int) -> None:
     """At one second per arm: the naked pool dies at its first crash, the supervised one
     restarts every crashed worker and serves most requests; the report shows the notes."""
-    report = lab.run_lab([SUPERVISE], lab.LabConfig(duration=1.0, seed=seed))
+    report = steady.run_lab([SUPERVISE], lab.LabConfig(duration=1.0, seed=seed))
     result = report.scenarios[0]
     assert result.held, [c for c in result.checks if not c.held]
     assert result.naked.notes["crashes"] >= 1 and result.naked.notes["restarts"] == 0
