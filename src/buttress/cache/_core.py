@@ -524,13 +524,14 @@ class Cache(Generic[K, V]):
             h = hash(key)
             sampled = h % self._lru_rate == 0
             # fields _KEY ... _WEIGHT (the short form); the count resumes from the history
-            new = [key, value, 0, self._counts.pop(h, 0) + 1, h, sampled, 1]
             data = self._data
-            node = data.setdefault(key, new)
-            if node is not new:  # an update (the key had no history: nothing was taken)
+            node = data.get(key)
+            if node is not None:  # an update
                 node[1] = value  # _VALUE
                 self._on_access(node)
             else:
+                new = [key, value, 0, self._counts.pop(h, 0) + 1, h, sampled, 1]
+                data[key] = new
                 window = self._window
                 window[key] = new
                 if sampled:  # the LRU guard's sampled LRU (_lru_access, inlined)
