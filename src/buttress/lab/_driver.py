@@ -40,10 +40,11 @@ __all__ = [
 
 Outcome = Literal["success", "degraded", "failed"]
 
-LAG_WARNING = 0.1
+LAG_WARNING = 0.25
 """Seconds of :attr:`ArmProgress.lag` beyond which a run's timing is not to be trusted:
 the machine was too busy to send the load on schedule (a stalled or starved event loop
-sends a burst of overdue requests at once and applies overdue phase changes together)."""
+sends a burst of overdue requests at once and applies overdue phase changes together).
+Ordinary runs on a 2-core machine lag 5 to 90 ms."""
 
 
 class UpstreamError(Exception):
