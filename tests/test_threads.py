@@ -7,6 +7,8 @@ import threading
 
 import buttress as bt
 
+from .racing import run_racing
+
 
 def test_hammer_pipeline_from_many_threads() -> None:
     """Shared retry + breaker + bulkhead under 8 threads: counts add up, nothing leaks."""
@@ -92,7 +94,6 @@ def test_hammer_breaker_transitions_stay_consistent() -> None:
 def test_one_timeout_shared_by_loops_in_many_threads() -> None:
     """Loops running in different threads can share one Timeout (each uses its own queue)."""
     import asyncio
-    import sys
 
     policy = bt.Timeout(5.0)
     errors: list[BaseException] = []
@@ -110,14 +111,5 @@ def test_one_timeout_shared_by_loops_in_many_threads() -> None:
 
         asyncio.run(main())
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    try:
-        threads = [threading.Thread(target=worker) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
+    run_racing(threading.Thread(target=worker) for _ in range(4))  # switch as often as possible
     assert errors == []

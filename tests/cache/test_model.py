@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
 
 import pytest
 from hypothesis import settings
@@ -13,6 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from buttress.cache import Cache
 from buttress.cache._core import _WEIGHT
 from buttress.testing import FakeClock
+
+from ..racing import run_racing
 
 KEYS = st.integers(min_value=0, max_value=30)
 
@@ -160,16 +161,8 @@ def test_threads_hammering_one_cache_keep_it_consistent(size: int, keys: int) ->
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible: provoke the races
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
+    # switch threads as often as possible: provoke the races
+    run_racing(threading.Thread(target=worker, args=(seed,)) for seed in range(4))
     assert not errors
     cache.cleanup()
     assert len(cache) <= size
