@@ -505,6 +505,14 @@ def replay_one(name: str, size: str, contender: str, count: str) -> int:
     if contender not in POLICIES:
         print(f"unknown contender {contender!r}; one of: {', '.join(POLICIES)}", file=sys.stderr)
         return 2
+    bad = [
+        f"{label} must be an integer >= 1, got {value!r}"
+        for label, value in (("SIZE", size), ("N", count))
+        if not value.isdigit() or int(value) == 0
+    ]
+    if bad:
+        print("; ".join(bad), file=sys.stderr)
+        return 2
     trace, why = load_trace(traces_dir(), name)
     if trace is None:
         print(f"cannot load {name}: {why}", file=sys.stderr)
