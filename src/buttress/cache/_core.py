@@ -36,7 +36,10 @@ for an entry in the window or in protected, moves its key to the MRU end with
 ``OrderedDict.move_to_end`` (one C call), and the LRU guard's too when it samples the key.
 A probation hit (a promotion, several steps) is appended to a read buffer instead and
 replayed under the lock in batches, on the next write or when the buffer fills, as
-Caffeine does with all its reads. Entries are plain lists (see ``_KEY`` ...
+Caffeine does with all its reads; while protected has no room at all (the climber gave
+it to the window), a probation hit is a ``move_to_end`` in probation, which is where a
+promotion would have left it. The lock is a token mutex (``_mutex``): taking and giving
+it back are a ``list.pop`` and a ``list.append`` when uncontended. Entries are plain lists (see ``_KEY`` ...
 ``_REFRESHING``): cheaper to build than slotted objects.
 
 Thread safety of the lock-free ``get`` (GIL builds): ``dict.get``, ``list.append``,
@@ -56,13 +59,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import heapq
 import inspect
 import itertools
 import math
+import operator
 import random as _random
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -74,6 +79,7 @@ from .._events import GLOBAL_LISTENERS, Event, Listener, emit
 from .._policy import next_index
 from ._errors import CacheError
 from ._events import CacheEvicted, CacheLoadFailed
+from ._mutex import Mutex
 from ._write import CacheWriter
 
 __all__ = ["Cache", "CacheStats"]
@@ -104,10 +110,16 @@ _AGE_PERIOD = 12  # TinyLFU's aging sample, in multiples of the maximum (Caffein
 # a victim at the cap would otherwise stay until aging brought it down, however stale.
 _FREQ_CAP = 15
 _HISTORY_CAP = 16  # the frequency history holds at most this many hashes per entry
+# _age's tables, count -> aged count (a count from _FREQ_CAP up is not in them: it ages
+# as _FREQ_CAP does, to _CAPPED_AGE): for the history, where 0 means forgotten (f <= 2)...
+_AGED = {f: (f - 1) >> 1 if f > 2 else 0 for f in range(_FREQ_CAP)}
+_HALVED = {f: f >> 1 for f in range(_FREQ_CAP)}  # ... and for resident entries
+_CAPPED_AGE = itertools.repeat(_FREQ_CAP >> 1)  # == (_FREQ_CAP - 1) >> 1 (it is odd)
 # The LRU guard (ours, not Caffeine's): see Cache._climb.
 _LRU_SAMPLING = 8  # the LRU guard samples 1 key in 8 (fewer for small caches)
 _LRU_MIN_SAMPLE = 256  # sampled requests needed for the guard to speak
 _LRU_MIN_SIZE = 256  # below, a sampled LRU is too small to be a reliable witness
+_LRU_NEVER = 1 << 64  # the sampling rate below _LRU_MIN_SIZE: no hash but 0 is a multiple
 _LRU_MARGIN = 0.01  # LRU must win by a point
 _LRU_STEP = 0.25  # of the maximum
 _LRU_STREAK = 1  # judgements in a row LRU must win before the guard acts
@@ -127,6 +139,10 @@ _SCHEDULED = 9  # the deadline of this entry's live heap entry
 _WRITTEN, _LOADED_IN, _REFRESHING = 10, 11, 12
 _TAIL = (_INF, _INF, _INF, 0.0, 0.0, False)  # _EXPIRES ... _REFRESHING, untimed
 _Node: TypeAlias = list[Any]
+# for _age, which updates every resident entry's count with C-level iterators
+_FREQS = itertools.repeat(_FREQ)
+_freq_of = operator.itemgetter(_FREQ)
+_exhaust: Callable[[Iterator[Any]], object] = functools.partial(deque, maxlen=0)  # in C
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +316,9 @@ class Cache(Generic[K, V]):
         "_step",
         "_tasks",
         "_timed",
+        "_token",
         "_ttl",
+        "_waiters",
         "_weigher",
         "_weight",
         "_window",
@@ -345,7 +363,8 @@ class Cache(Generic[K, V]):
         self._random = v.rng(random)
         self.name = v.name_of(name, "cache", lambda: next_index("cache"))
         self._listeners = v.listeners(listeners)
-        self._lock = threading.Lock()
+        self._lock = Mutex()
+        self._token, self._waiters = self._lock.token, self._lock.waiters  # (set inlines it)
         self._data: dict[Any, _Node] = {}
         self._window: OrderedDict[Any, _Node] = OrderedDict()
         self._probation: OrderedDict[Any, _Node] = OrderedDict()
@@ -387,6 +406,10 @@ class Cache(Generic[K, V]):
         # The LRU guard: an LRU of max_size / rate over the keys whose hash is a
         # multiple of rate (spatial sampling), to tell when plain recency would do better.
         self._lru_rate = max(1, min(_LRU_SAMPLING, self._max // 64))
+        if self._max < _LRU_MIN_SIZE:
+            # the guard never speaks for caches this small (see _lru_wins): sample no key
+            # but those hashing to 0 (h % 2**64 == 0), sparing every other access its work
+            self._lru_rate = _LRU_NEVER
         self._lru_cap = max(1, self._max // self._lru_rate)
         self._lru: OrderedDict[Any, None] = OrderedDict()
         # the sampled requests, by outcome: LRU hit and we missed, we hit and LRU
@@ -448,6 +471,14 @@ class Cache(Generic[K, V]):
                     self._window.move_to_end(key)
                 except KeyError:  # left the window meanwhile
                     pass
+            elif q == 1 and not self._protected_max:
+                # A probation hit while protected has no room (the climber gave it all to
+                # the window): promoting it would demote it straight back to probation's
+                # MRU end, which is where this puts it (the main space is one LRU).
+                try:
+                    self._probation.move_to_end(key)
+                except KeyError:  # left probation meanwhile
+                    pass
             else:  # a probation hit (a promotion: under the lock), or a removed entry
                 reads = self._reads
                 reads.append(node)
@@ -504,11 +535,14 @@ class Cache(Generic[K, V]):
 
             cache.set("config", cfg, ttl=60)
         """
-        lock = self._lock
-        lock.acquire()
+        token = self._token  # the lock (see _mutex: taking it is a list.pop)
+        try:
+            token.pop()
+        except IndexError:
+            self._lock.wait()
         if ttl is not None or not self._plain:
             # (checked under the lock: a cache turns timed, or a load starts, under it)
-            lock.release()
+            self._lock.release()
             self._set_slow(key, value, ttl)
             return
         # The common configuration (``_plain``: no expiry, weigher, refresh or writer, and
@@ -578,7 +612,9 @@ class Cache(Generic[K, V]):
                 else:
                     evicted = self._settle()
         finally:
-            lock.release()
+            token.append(True)  # (self._lock.release(), inlined)
+            if self._waiters:
+                self._lock.wake()
         if (self._listeners or GLOBAL_LISTENERS) and evicted is not None:
             self._announce(evicted)
 
@@ -954,29 +990,32 @@ class Cache(Generic[K, V]):
             self._climb()
         ahead = min(self._sample_size - self._additions, self._next_check - self._climb_count)
         # The inserts foreseen until then, at the share of inserts among the accesses of
-        # the last one to two check steps (a long enough span to say something), halved:
-        # the calls close in on the point, a few per period, and overshoot it by a few
-        # accesses unless the share falls by more than half meanwhile.
+        # the last one to two check steps (a long enough span to say something), times
+        # 3/4: the calls close in on the point, a few per check step (each one costs a
+        # set() its fast path), and overshoot it by a few accesses unless the share falls
+        # by more than a quarter meanwhile.
         (i0, h0), (i1, h1) = self._marks
         if inserts + hits - i1 - h1 >= self._check_step:
             self._marks = ((i1, h1), (inserts, hits))
         span = inserts + hits - i0 - h0
         if span > 0:
-            ahead = ahead * (inserts - i0) // (2 * span)
+            ahead = ahead * 3 * (inserts - i0) // (4 * span)
         ahead = min(ahead, self._history_cap >> 2)
         self._due = inserts + (ahead if ahead > 1 else 1)
 
     def _age(self) -> None:
         """TinyLFU's aging: halve the sketch and every resident entry's count."""
-        self._counts = {
-            h: ((f if f < _FREQ_CAP else _FREQ_CAP) - 1) >> 1
-            for h, f in self._counts.items()
-            if f > 2
-        }
+        # A history count f becomes (min(f, _FREQ_CAP) - 1) >> 1 and the ones that become
+        # 0 (f <= 2) are forgotten: done by C-level iterators over the whole history (as a
+        # comprehension, the aging cost ~7 bytecodes per access on small caches).
+        counts = self._counts
+        aged = list(map(_AGED.get, counts.values(), _CAPPED_AGE))
+        self._counts = dict(itertools.compress(zip(counts, aged, strict=True), aged))
         self._additions //= 2
-        for node in self._data.values():
-            f = node[_FREQ]
-            node[_FREQ] = (f if f < _FREQ_CAP else _FREQ_CAP) >> 1
+        # every resident entry: node[_FREQ] = min(node[_FREQ], _FREQ_CAP) >> 1, the same way
+        nodes = self._data.values()
+        halved = map(_HALVED.get, map(_freq_of, nodes), _CAPPED_AGE)
+        _exhaust(map(operator.setitem, nodes, _FREQS, halved))
 
     def _on_access(self, node: _Node) -> None:
         node[_FREQ] += 1
