@@ -41,6 +41,7 @@ def _hammer(mutex: Mutex, threads: int, rounds: int) -> int:
         for _ in range(3):  # (backward jumps: the interpreter may switch threads here)
             pass
         box[0] = value + 1
+
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
