@@ -102,6 +102,13 @@ _STEP_DECAY = 0.98
 _RESTART_THRESHOLD = 0.02
 _ADMIT_HASHDOS_THRESHOLD = 6
 _CLIMB_PERIOD = 10  # hill climber sample, in multiples of the maximum
+# _periodic takes this share (4/5) of the inserts it foresees until its point. Caffeine
+# has no such constant (its maintenance runs on every write); here it decides how often
+# set() leaves its fast path (1/2: ~8 calls per check step), and on phase-changing traces
+# the climber's walk is sensitive to when it judges: over the 23 benchmark rows, 1/2,
+# 3/4, 4/5 and 1 move OLTP's hit ratio by up to a point either way (4/5 had the best
+# worst-row margin against theine; see docs/cache.md).
+_FORESEE = (4, 5)
 _AGE_PERIOD = 12  # TinyLFU's aging sample, in multiples of the maximum (Caffeine: 10)
 # Counts compare saturated, as Caffeine's 4-bit counters. Saturation hides which of two
 # entries is hotter, so a tie at the cap goes to the candidate (the more recent one):
@@ -986,15 +993,16 @@ class Cache(Generic[K, V]):
         ahead = min(self._sample_size - self._additions, self._next_check - self._climb_count)
         # The inserts foreseen until then, at the share of inserts among the accesses of
         # the last one to two check steps (a long enough span to say something), times
-        # 3/4: the calls close in on the point, a few per check step (each one costs a
-        # set() its fast path), and overshoot it by a few accesses unless the share falls
-        # by more than a quarter meanwhile.
+        # _FORESEE: the calls close in on the point, a few per check step (each one costs
+        # a set() its fast path), and overshoot it by a few accesses unless the share
+        # falls by more than a fifth meanwhile.
         (i0, h0), (i1, h1) = self._marks
         if inserts + hits - i1 - h1 >= self._check_step:
             self._marks = ((i1, h1), (inserts, hits))
         span = inserts + hits - i0 - h0
         if span > 0:
-            ahead = ahead * 3 * (inserts - i0) // (4 * span)
+            num, den = _FORESEE
+            ahead = ahead * num * (inserts - i0) // (den * span)
         ahead = min(ahead, self._history_cap >> 2)
         self._due = inserts + (ahead if ahead > 1 else 1)
 
