@@ -263,6 +263,91 @@ def test_delete_during_a_load_drops_its_result() -> None:
     assert "k" not in cache
 
 
+def test_a_write_just_before_the_loaded_value_is_stored_wins() -> None:
+    """The last step of a load (storing its value) races writes too: a set that lands
+    after the loader returned but before the value is stored keeps its newer value. The
+    weigher runs at exactly that point, outside the lock, so it plays the racing set."""
+    cache: Cache[str, int] = Cache(100, weigher=lambda key, value: 1)
+    raced = False
+
+    def weigher(key: str, value: int) -> int:
+        nonlocal raced
+        if value == 1 and not raced:  # the loaded value, about to be stored
+            raced = True
+            cache.set(key, 2)
+        return 1
+
+    cache._weigher = weigher
+    assert cache.get_or_load_sync("k", lambda key: 1) == 1  # the loader's caller gets it
+    assert raced
+    assert cache.get("k") == 2  # the newer write stays
+    assert not cache._flights and cache._plain is False  # (weighed: never plain)
+
+
+async def test_a_write_just_before_an_async_load_is_stored_wins() -> None:
+    cache: Cache[str, int] = Cache(100, weigher=lambda key, value: 1)
+    raced = False
+
+    def weigher(key: str, value: int) -> int:
+        nonlocal raced
+        if value == 1 and not raced:
+            raced = True
+            cache.delete(key)  # an invalidation at the same point
+        return 1
+
+    cache._weigher = weigher
+
+    async def loader(key: str) -> int:
+        return 1
+
+    assert await cache.get_or_load("k", loader) == 1
+    assert raced and "k" not in cache
+    assert not cache._flights
+
+
+def test_a_miss_while_the_loaded_value_is_being_stored_joins_the_load() -> None:
+    """Until its value is stored a load stays registered: a get_or_load arriving then
+    waits for it rather than running its own loader (a second load of a cold key)."""
+    in_store, go = threading.Event(), threading.Event()
+
+    def weigher(key: str, value: int) -> int:
+        if threading.current_thread().name == "leader":
+            in_store.set()
+            assert go.wait(30)
+        return 1
+
+    cache: Cache[str, int] = Cache(100, weigher=weigher)
+    second_loads: list[str] = []
+    results: dict[str, int] = {}
+
+    def lead() -> None:
+        results["leader"] = cache.get_or_load_sync("k", lambda key: 1)
+
+    def follow() -> None:
+        results["follower"] = cache.get_or_load_sync("k", lambda key: second_loads.append(key) or 3)
+
+    leader = threading.Thread(target=lead, name="leader", daemon=True)
+    leader.start()
+    follower = threading.Thread(target=follow, name="follower", daemon=True)
+    try:
+        assert in_store.wait(30)
+        flight = cache._flights.get("k")
+        assert flight is not None  # still registered while its value is being stored
+        follower.start()
+        # wait until the follower waits on the load or (the bug) ran its own loader
+        while not second_loads and not flight.future._condition._waiters:  # type: ignore[attr-defined]
+            if not follower.is_alive():  # pragma: no cover - it finished: it did not wait
+                break
+            threading.Event().wait(0.001)
+    finally:
+        go.set()
+    leader.join(30)
+    follower.join(30)
+    assert second_loads == []
+    assert results == {"leader": 1, "follower": 1}
+    assert cache.get("k") == 1 and not cache._flights
+
+
 def test_cached_sync_keeps_signature_and_memoises() -> None:
     cache: Cache[object, object] = Cache(100)
     calls = 0

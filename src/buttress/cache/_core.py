@@ -685,7 +685,16 @@ class Cache(Generic[K, V]):
             raise v.fail("weigher(key, value)", "an int >= 0", weight)
         return weight
 
-    def _put(self, key: Any, value: Any, life: float | None, loaded_in: float = 0.0) -> None:
+    def _put(
+        self,
+        key: Any,
+        value: Any,
+        life: float | None,
+        loaded_in: float = 0.0,
+        flight: _Flight | None = None,
+    ) -> None:
+        """Store ``value``; ``flight``: the load it comes from, stored only while that load
+        is not stale (checked under the lock, where every write or delete marks it)."""
         weight = 1 if self._weigher is None else self._weigh(key, value)
         timed = life is not None or self._eaa is not None
         now = self._now() if timed or self._stamp else 0.0
@@ -693,6 +702,8 @@ class Cache(Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
+            if flight is not None and flight.stale:
+                return  # the key was written or deleted after this load started
             if self._reads:
                 self._drain()
             if self._flights or self._negative:
@@ -1381,7 +1392,9 @@ class Cache(Generic[K, V]):
         with self._lock:
             self._load_count += 1
             self._load_time += elapsed
-            if self._flights.get(key) is flight:
+            if error is not None and self._flights.get(key) is flight:
+                # (a loaded value's flight stays until the value is stored: a write in
+                # between marks it stale, a get_or_load joins it instead of loading again)
                 del self._flights[key]
             if refreshing is not None:
                 refreshing[_REFRESHING] = False
@@ -1401,21 +1414,30 @@ class Cache(Generic[K, V]):
         if error is None:
             if not flight.stale:
                 try:
-                    self._put_loaded(key, value, elapsed)
+                    self._put_loaded(key, value, elapsed, flight)
                 except Exception as exc:  # a bad weight, a failed write-through
+                    self._drop_flight(key, flight)
                     flight.future.set_exception(exc)
                     return
+            self._drop_flight(key, flight)  # (stored, or stale: gone already as a rule)
             flight.future.set_result(value)
         else:
             if isinstance(error, Exception) and (self._listeners or GLOBAL_LISTENERS):
                 emit(self._listeners, CacheLoadFailed(self.name, key, error, cache_error))
             flight.future.set_exception(error)
 
-    def _put_loaded(self, key: Any, value: Any, elapsed: float) -> None:
+    def _put_loaded(self, key: Any, value: Any, elapsed: float, flight: _Flight) -> None:
         writer = self._writer
         if writer is not None and writer._on_load:
             writer._write(key, value)
-        self._put(key, value, self._ttl, elapsed)
+        self._put(key, value, self._ttl, elapsed, flight)
+
+    def _drop_flight(self, key: Any, flight: _Flight) -> None:
+        """Unregister ``flight`` if it is still the one for ``key``."""
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+                self._replain()
 
     def get_or_load_sync(self, key: K, loader: Callable[[K], V]) -> V:
         """The cached value, or ``loader(key)``'s result, cached (sync twin of
