@@ -101,8 +101,8 @@ def _configure_lab(parser: argparse.ArgumentParser) -> None:
     length.add_argument(
         "--quick",
         action="store_true",
-        help="each scenario at its shortest reliable length, 1 to 1.6 s of load per arm "
-        "(the default scenarios finish in about 20 s)",
+        help="each scenario at its shortest reliable length, 1 to 4 s of load per arm "
+        "(the default scenarios finish in about 30 s)",
     )
     length.add_argument(
         "--duration",
