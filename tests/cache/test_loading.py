@@ -348,6 +348,30 @@ def test_a_miss_while_the_loaded_value_is_being_stored_joins_the_load() -> None:
     assert cache.get("k") == 1 and not cache._flights
 
 
+class _Interrupt(BaseException):
+    """Stands for KeyboardInterrupt/SystemExit raised while a loaded value is stored."""
+
+
+def test_an_interrupt_while_storing_a_loaded_value_unregisters_the_load() -> None:
+    """A BaseException from the store step (here the weigher) reaches the caller, and the
+    load does not stay registered: a later get_or_load runs its own loader instead of
+    waiting forever on a load that will never finish."""
+    interrupted = False
+
+    def weigher(key: str, value: int) -> int:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise _Interrupt
+        return 1
+
+    cache: Cache[str, int] = Cache(100, weigher=weigher)
+    with pytest.raises(_Interrupt):
+        cache.get_or_load_sync("k", lambda key: 1)
+    assert not cache._flights
+    assert cache.get_or_load_sync("k", lambda key: 2) == 2
+
+
 def test_cached_sync_keeps_signature_and_memoises() -> None:
     cache: Cache[object, object] = Cache(100)
     calls = 0

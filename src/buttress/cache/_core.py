@@ -1415,9 +1415,13 @@ class Cache(Generic[K, V]):
             if not flight.stale:
                 try:
                     self._put_loaded(key, value, elapsed, flight)
-                except Exception as exc:  # a bad weight, a failed write-through
+                except BaseException as exc:  # a bad weight, a failed write-through, ...
+                    # (the flight must go and its waiters hear of it whatever was raised:
+                    # a flight left registered would hold every later load of the key)
                     self._drop_flight(key, flight)
                     flight.future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
                     return
             self._drop_flight(key, flight)  # (stored, or stale: gone already as a rule)
             flight.future.set_result(value)
