@@ -171,7 +171,9 @@ def test_threads_hammering_one_cache_keep_it_consistent(size: int, keys: int) ->
     assert cache._window_weight == len(cache._window)
     assert cache._protected_weight == len(cache._protected)
     assert cache.weight == len(cache._data)
-    for q, queue in ((0, cache._window), (1, cache._probation), (2, cache._protected)):
-        assert all(node[2] == q for node in queue.values())  # _QUEUE
+    # each entry's _QUEUE field: its queue, None for probation
+    for q, queue in ((cache._window, cache._window), (None, cache._probation)):
+        assert all(node[2] is q for node in queue.values())
+    assert all(node[2] is cache._protected for node in cache._protected.values())
     s = cache.stats()
     assert s.hits + s.misses > 0

@@ -116,6 +116,38 @@ def test_frequency_history_outlives_the_entry() -> None:
     assert hash("hot") not in cache._counts  # the entry holds it now
 
 
+class _SameHash:
+    """Keys that all hash alike: the history (keyed by hash) sees them as one."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __hash__(self) -> int:
+        return 42
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SameHash) and other.name == self.name
+
+
+def test_updating_a_key_keeps_the_history_of_a_key_sharing_its_hash() -> None:
+    """set() takes the history's count for the key's hash before it knows whether the key
+    is new; on an update it puts the count back (it belongs to an evicted key)."""
+    a, b = _SameHash("a"), _SameHash("b")
+    cache: Cache[_SameHash, int] = Cache(10, random=random.Random(0))
+    cache.set(a, 0)
+    for _ in range(3):
+        cache.get(a)
+    cache.cleanup()
+    cache.set(b, 0)
+    assert cache.delete(a)
+    assert cache._counts[42] == 4  # a's set and three hits
+    cache.set(b, 1)  # an update of b
+    assert cache._counts[42] == 4
+    assert cache.get(b) == 1
+    cache.set(a, 2)  # a comes back: its count resumes
+    assert cache._data[a][3] == 5
+    assert 42 not in cache._counts
+
 def test_aging_halves_counts_and_forgets_one_offs() -> None:
     """TinyLFU's aging: every count is halved (saturated first) and single sightings go."""
     cache: Cache[str, int] = Cache(10, random=random.Random(0))

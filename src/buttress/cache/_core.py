@@ -33,7 +33,8 @@ Layout (Caffeine's design, in Python):
 
 A hit takes no lock. It counts itself (the entry's frequency and the hit counter) and,
 for an entry in the window or in protected, moves its key to the MRU end with
-``OrderedDict.move_to_end`` (one C call), and the LRU guard's too when it samples the key.
+``OrderedDict.move_to_end`` (one C call, on the queue the entry holds: no test of which
+queue it is), and the LRU guard's too when it samples the key.
 A probation hit (a promotion, several steps) is appended to a read buffer instead and
 replayed under the lock in batches, on the next write or when the buffer fills, as
 Caffeine does with all its reads; while protected has no room at all (the climber gave
@@ -85,7 +86,12 @@ __all__ = ["Cache", "CacheStats"]
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-_WINDOW, _PROBATION, _PROTECTED, _REMOVED = 0, 1, 2, -1
+# An entry's queue field (_QUEUE) holds the queue itself for window and protected entries
+# (a hit moves the key with ``node[2].move_to_end(key)``, no test of which queue it is),
+# ``_PROBATION`` (None) for probation entries (a hit there is a promotion) and ``_GONE``
+# for removed ones (an empty queue: its ``move_to_end`` raises ``KeyError``).
+_PROBATION = None
+_GONE: OrderedDict[Any, Any] = OrderedDict()
 _READ_BUFFER = 128
 _INF = math.inf
 
@@ -460,21 +466,16 @@ class Cache(Generic[K, V]):
                 if self._eaa is not None:
                     node[_EXPIRES] = min(node[_DEADLINE], now + self._eaa)
             # field indices are literals here (no global lookups on a hit): _FREQ 3,
-            # _QUEUE 2, _SAMPLED 5, _VALUE 1; queues _PROTECTED 2, _WINDOW 0
+            # _QUEUE 2, _SAMPLED 5, _VALUE 1
             node[3] = node[3] + 1  # (x = x + 1: two bytecodes fewer than x += 1 here)
             self._hits = self._hits + 1
-            q = node[2]
-            if q == 2:
+            q = node[2]  # the window or protected (or _GONE), or None: probation
+            if q is not None:
                 try:
-                    self._protected.move_to_end(key)
-                except KeyError:  # demoted meanwhile by a writer: its order is moot
+                    q.move_to_end(key)
+                except KeyError:  # moved or removed meanwhile by a writer: its order is moot
                     pass
-            elif q == 0:
-                try:
-                    self._window.move_to_end(key)
-                except KeyError:  # left the window meanwhile
-                    pass
-            elif q == 1 and not self._protected_max:
+            elif not self._protected_max:
                 # A probation hit while protected has no room (the climber gave it all to
                 # the window): promoting it would demote it straight back to probation's
                 # MRU end, which is where this puts it (the main space is one LRU).
@@ -482,7 +483,7 @@ class Cache(Generic[K, V]):
                     self._probation.move_to_end(key)
                 except KeyError:  # left probation meanwhile
                     pass
-            else:  # a probation hit (a promotion: under the lock), or a removed entry
+            else:  # a probation hit (a promotion: under the lock)
                 reads = self._reads
                 reads.append(node)
                 self._unread = True
@@ -552,25 +553,27 @@ class Cache(Generic[K, V]):
         # The common configuration (``_plain``: no expiry, weigher, refresh or writer, and
         # no load pending): the steps of _put, minus every test they make unnecessary, with
         # the steady-state eviction inlined. Every bytecode here is paid on every miss:
-        # field indices are literals (_FREQ 3, _QUEUE 2, _HASH 4; _PROBATION 1,
-        # _REMOVED -1), the eviction count is derived (see stats), the aging and climbing
-        # counts too (see _periodic).
+        # field indices are literals (_FREQ 3, _QUEUE 2, _HASH 4), the eviction count is
+        # derived (see stats), the aging and climbing counts too (see _periodic).
         evicted = None
         try:
             if self._unread:  # (a bool: testing the list's truth is a C call)
                 self._drain()
             h = hash(key)
             sampled = h % self._lru_rate == 0
-            # fields _KEY ... _WEIGHT (the short form); the count resumes from the history
-            data = self._data
-            node = data.get(key)
-            if node is not None:  # an update
+            # Built before looking: ``setdefault`` inserts it in the lookup that tells a
+            # new key from an update (which drops it). Fields _KEY ... _WEIGHT (the short
+            # form); the count resumes from the history.
+            data, window, counts = self._data, self._window, self._counts
+            count = counts.pop(h, 0)
+            new = [key, value, window, count + 1, h, sampled, 1]
+            node = data.setdefault(key, new)
+            if node is not new:  # an update
+                if count:  # another key's history (a resident key has none): put it back
+                    counts[h] = count
                 node[1] = value  # _VALUE
                 self._on_access(node)
             else:
-                new = [key, value, 0, self._counts.pop(h, 0) + 1, h, sampled, 1]
-                data[key] = new
-                window = self._window
                 window[key] = new
                 if sampled:  # the LRU guard's sampled LRU (_lru_access, inlined)
                     lru = self._lru
@@ -600,7 +603,7 @@ class Cache(Generic[K, V]):
                             or cf >= 15
                             or (cf >= 6 and self._random.getrandbits(7) == 0)
                         ):  # (a warm candidate sometimes wins: _ADMIT_HASHDOS_THRESHOLD, 6)
-                            cand[2] = 1
+                            cand[2] = None  # _PROBATION
                             probation[ckey] = cand
                             del probation[vkey]
                             del data[vkey]
@@ -608,8 +611,8 @@ class Cache(Generic[K, V]):
                         else:
                             del data[ckey]
                             evicted = cand
-                        evicted[2] = -1
-                        self._counts[evicted[4]] = evicted[3]  # saturated when aged
+                        evicted[2] = _GONE
+                        counts[evicted[4]] = evicted[3]  # saturated when aged
                         break
                     else:  # probation emptied by hits: the general path
                         evicted = self._settle()
@@ -715,7 +718,7 @@ class Cache(Generic[K, V]):
                 self._inserts += 1
                 sampled = h % self._lru_rate == 0
                 # a list literal is faster to build than a slotted object (fields: _KEY...)
-                node = [key, value, _WINDOW, freq, h, sampled, weight, _INF, _INF, _INF, now]
+                node = [key, value, self._window, freq, h, sampled, weight, _INF, _INF, _INF, now]
                 node += (loaded_in, False)
                 self._data[key] = self._window[key] = node
                 self._weight += weight
@@ -730,9 +733,9 @@ class Cache(Generic[K, V]):
                 if delta:
                     node[_WEIGHT] = weight
                     self._weight += delta
-                    if node[_QUEUE] == _WINDOW:
+                    if node[_QUEUE] is self._window:
                         self._window_weight += delta
-                    elif node[_QUEUE] == _PROTECTED:
+                    elif node[_QUEUE] is self._protected:
                         self._protected_weight += delta
                 self._on_access(node)
                 node[_WRITTEN] = now
@@ -830,7 +833,7 @@ class Cache(Generic[K, V]):
                 flight.stale = True
             self._flights.clear()
             for node in self._data.values():
-                node[_QUEUE] = _REMOVED
+                node[_QUEUE] = _GONE
             self._dropped += len(self._data)
             self._data.clear()
             self._window.clear()
@@ -870,7 +873,7 @@ class Cache(Generic[K, V]):
         with self._lock:
             nodes = list(self._data.values())
         for node in nodes:
-            if node[_QUEUE] != _REMOVED and (not self._timed or node[_EXPIRES] > self._now()):
+            if node[_QUEUE] is not _GONE and (not self._timed or node[_EXPIRES] > self._now()):
                 yield node[_KEY]
 
     def keys(self) -> Iterator[K]:
@@ -884,7 +887,7 @@ class Cache(Generic[K, V]):
         with self._lock:
             nodes = list(self._data.values())
         for node in nodes:
-            if node[_QUEUE] != _REMOVED and (not self._timed or node[_EXPIRES] > self._now()):
+            if node[_QUEUE] is not _GONE and (not self._timed or node[_EXPIRES] > self._now()):
                 yield node[_KEY], node[_VALUE]
 
     @property
@@ -937,40 +940,37 @@ class Cache(Generic[K, V]):
 
     def _drain(self) -> None:
         # The hits get() could not settle alone (probation hits: a promotion), and every
-        # get_or_load hit; their counts were taken already. Field
-        # indices are literals (_QUEUE 2, _KEY 0, _WEIGHT 6, _SAMPLED 5; _PROTECTED 2,
-        # _WINDOW 0, _PROBATION 1), and the sampled-LRU update and the probation ->
-        # protected promotion are inlined.
+        # get_or_load hit; their counts were taken already. Field indices are literals
+        # (_QUEUE 2, _KEY 0, _WEIGHT 6, _SAMPLED 5), and the sampled-LRU update and the
+        # probation -> protected promotion are inlined.
         self._unread = False  # (before the prefix: a later append sets it again)
         reads = self._reads
         n = len(reads)
         batch = reads[:n]
         del reads[:n]
-        window, protected, probation = self._window, self._protected, self._probation
+        protected, probation = self._protected, self._probation
         unweighted = self._weigher is None
         pmax = self._protected_max
         for node in batch:
             q = node[2]
-            if q == 1:  # a probation hit: to protected, demoting protected's LRU entry
+            if q is None:  # a probation hit: to protected, demoting protected's LRU entry
                 key = node[0]
                 del probation[key]
-                node[2] = 2
+                node[2] = protected
                 protected[key] = node
                 if unweighted:  # (every weight is 1)
                     if self._protected_weight < pmax:
                         self._protected_weight += 1
                     else:
                         dkey, demoted = protected.popitem(False)
-                        demoted[2] = 1
+                        demoted[2] = None  # _PROBATION
                         probation[dkey] = demoted
                 else:
                     self._protected_weight += node[6]
                     if self._protected_weight > pmax:
                         self._demote()
-            elif q == 2:
-                protected.move_to_end(node[0])
-            elif q == 0:
-                window.move_to_end(node[0])
+            elif q is not _GONE:  # the window or protected
+                q.move_to_end(node[0])
             else:  # removed since it was read
                 continue
             if node[5]:  # a sampled hit of ours, through the guard's LRU
@@ -1038,18 +1038,16 @@ class Cache(Generic[K, V]):
         node[_FREQ] += 1
         self._additions += 1
         q = node[_QUEUE]
-        if q == _WINDOW:
-            self._window.move_to_end(node[_KEY])
-        elif q == _PROTECTED:
-            self._protected.move_to_end(node[_KEY])
-        else:
+        if q is _PROBATION:
             self._promote(node)
+        else:  # the window or protected
+            q.move_to_end(node[_KEY])
 
     def _promote(self, node: _Node) -> None:
         """A probation hit: move it to protected, demoting protected's LRU on overflow."""
         key = node[_KEY]
         del self._probation[key]
-        node[_QUEUE] = _PROTECTED
+        node[_QUEUE] = self._protected
         self._protected[key] = node
         self._protected_weight += node[_WEIGHT]
         if self._protected_weight > self._protected_max:
@@ -1067,17 +1065,17 @@ class Cache(Generic[K, V]):
         key = node[_KEY]
         del self._data[key]
         q = node[_QUEUE]
-        if q == _WINDOW:
-            del self._window[key]
-            self._window_weight -= node[_WEIGHT]
-        elif q == _PROBATION:
+        if q is _PROBATION:
             del self._probation[key]
         else:
-            del self._protected[key]
-            self._protected_weight -= node[_WEIGHT]
+            del q[key]
+            if q is self._window:
+                self._window_weight -= node[_WEIGHT]
+            else:
+                self._protected_weight -= node[_WEIGHT]
         self._weight -= node[_WEIGHT]
         self._unsteady()
-        node[_QUEUE] = _REMOVED
+        node[_QUEUE] = _GONE
         self._counts[node[_HASH]] = node[_FREQ]  # saturated when aged
 
     def _evict(self, events: list[Event] | None) -> None:
@@ -1111,7 +1109,7 @@ class Cache(Generic[K, V]):
                 del self._data[key]
                 evicted = cand
             self._weight -= 1
-            evicted[_QUEUE] = _REMOVED
+            evicted[_QUEUE] = _GONE
             self._counts[evicted[_HASH]] = evicted[_FREQ]  # saturated when aged
             if events is not None:
                 events.append(CacheEvicted(self.name, evicted[_KEY], evicted[_VALUE], "size"))
@@ -1129,7 +1127,7 @@ class Cache(Generic[K, V]):
             candidate: _Node | None = None
             while pick < count:
                 c = candidates[pick]
-                if c[_QUEUE] == _PROBATION:
+                if c[_QUEUE] is _PROBATION:
                     candidate = c
                     break
                 pick += 1
@@ -1252,9 +1250,9 @@ class Cache(Generic[K, V]):
                 break
             quota -= node[_WEIGHT]
             del source[key]
-            if node[_QUEUE] == _PROTECTED:
+            if node[_QUEUE] is self._protected:
                 self._protected_weight -= node[_WEIGHT]
-            node[_QUEUE] = _WINDOW
+            node[_QUEUE] = window
             window[key] = node
             self._window_weight += node[_WEIGHT]
         self._window_max -= quota
@@ -1294,7 +1292,7 @@ class Cache(Generic[K, V]):
         heap = [
             (n[_SCHEDULED], s, n)
             for (t, s, n) in self._heap
-            if n[_QUEUE] != _REMOVED and t == n[_SCHEDULED]
+            if n[_QUEUE] is not _GONE and t == n[_SCHEDULED]
         ]
         heapq.heapify(heap)
         self._heap = heap
@@ -1303,7 +1301,7 @@ class Cache(Generic[K, V]):
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, node = heapq.heappop(heap)
-            if node[_QUEUE] == _REMOVED or when != node[_SCHEDULED]:
+            if node[_QUEUE] is _GONE or when != node[_SCHEDULED]:
                 continue  # stale entry
             if node[_EXPIRES] > now:  # read since (time to idle) or rewritten later
                 node[_SCHEDULED] = node[_EXPIRES]
@@ -1546,7 +1544,7 @@ class Cache(Generic[K, V]):
 
     def _start_refresh(self, key: Any, node: _Node, by_task: bool) -> _Flight | None:
         with self._lock:
-            if node[_REFRESHING] or node[_QUEUE] == _REMOVED or key in self._flights:
+            if node[_REFRESHING] or node[_QUEUE] is _GONE or key in self._flights:
                 return None
             node[_REFRESHING] = True
             self._refreshes += 1
