@@ -148,6 +148,7 @@ def test_updating_a_key_keeps_the_history_of_a_key_sharing_its_hash() -> None:
     assert cache._data[a][3] == 5
     assert 42 not in cache._counts
 
+
 def test_aging_halves_counts_and_forgets_one_offs() -> None:
     """TinyLFU's aging: every count is halved (saturated first) and single sightings go."""
     cache: Cache[str, int] = Cache(10, random=random.Random(0))
