@@ -13,6 +13,13 @@ round, so a few per cent can be told apart from the machine's drift::
 temporary directory as the package ``buttress_ab`` (the cache imports only relatively,
 so a renamed copy runs unchanged). Without it, only this checkout and cachetools run.
 The hit ratio of both revisions is printed too: a change of policy shows up there first.
+
+``--mypyc`` adds this checkout's cache core compiled with mypyc (``mypy`` is in the dev
+extra; needs a C compiler, ~30 s): a copy of ``src/buttress`` as ``buttress_mypyc``
+whose ``cache/_core.py`` is compiled to a C extension (the same typed source; the one
+line mypyc rejects, the class-level alias ``__setitem__ = set``, becomes a method in the
+copy). It is what an opt-in compiled build of the package would run; the package does
+not ship one (see docs/cache.md, "Performance").
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import importlib.util
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +85,40 @@ def _revision(rev: str, into: Path) -> Any:
     return importlib.import_module("buttress_ab.cache").Cache
 
 
+def _mypyc(into: Path) -> Any:
+    """This checkout's ``Cache``, ``cache/_core.py`` compiled by mypyc, as ``buttress_mypyc``."""
+    for needed in ("mypyc", "setuptools"):
+        if importlib.util.find_spec(needed) is None:
+            raise SystemExit(f"--mypyc needs {needed}: pip install mypy setuptools")
+    package = into / "buttress_mypyc"
+    shutil.copytree(REPO / "src" / "buttress", package)
+    core = package / "cache" / "_core.py"
+    alias = "    __setitem__ = set\n"
+    method = "    def __setitem__(self, key: K, value: V) -> None:\n        self.set(key, value)\n"
+    text = core.read_text()
+    if alias in text:  # mypyc compiles a class-level alias of a method into a broken lookup
+        core.write_text(text.replace(alias, method))
+    (into / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "from mypyc.build import mypycify\n"
+        "setup(name='buttress_mypyc', packages=[], "
+        "ext_modules=mypycify(['buttress_mypyc/cache/_core.py'], opt_level='3'))\n"
+    )
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=into,
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode:
+        raise SystemExit(f"mypyc build failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}")
+    sys.path.insert(0, str(into))
+    module = importlib.import_module("buttress_mypyc.cache._core")
+    if not str(module.__file__).endswith((".so", ".pyd")):
+        raise SystemExit(f"buttress_mypyc.cache._core is not compiled: {module.__file__}")
+    return module.Cache
+
+
 def _timed(fn: Replay, trace: list[int], size: int) -> tuple[int, float]:
     gc.collect()
     gc.disable()
@@ -93,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", metavar="REV", help="a git revision to compare with")
     parser.add_argument("--rounds", type=int, default=4, help="replays per row and contender")
     parser.add_argument("--only", nargs="+", metavar="TRACE", help="these traces only")
+    parser.add_argument(
+        "--mypyc", action="store_true", help="also this checkout's cache core compiled by mypyc"
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
@@ -100,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.against:
             contenders["old"] = _buttress(_revision(args.against, Path(tmp)))
+        if args.mypyc:
+            contenders["mypyc"] = _buttress(_mypyc(Path(tmp) / "mypyc"))
         folder = traces_dir()
         reference = read_reference(folder)
         names = list(dict.fromkeys(name for name, _ in reference))
@@ -107,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             names = [n for n in names if n in args.only]
         labels = list(contenders)
         cols = ["trace", "size"] + [f"{c} ns" for c in labels] + ["new/ct"]
+        if "mypyc" in contenders:
+            cols += ["mypyc/ct", "same hits"]
         if "old" in contenders:
             cols += ["old/ct", "new/old", "hit new", "hit old"]
         print("| " + " | ".join(cols) + " |")
@@ -136,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                     totals[label] += best[label]
                 cells = [name, str(size)] + [f"{best[c]:.0f}" for c in labels]
                 cells.append(f"{best['new'] / best['ct']:.3f}")
+                if "mypyc" in best:
+                    same = hits["mypyc"] == hits["new"]
+                    cells += [f"{best['mypyc'] / best['ct']:.3f}", "yes" if same else "**no**"]
                 if "old" in best:
                     cells += [f"{best['old'] / best['ct']:.3f}", f"{best['new'] / best['old']:.3f}"]
                     cells += [f"{100 * hits[c] / len(trace):.2f}" for c in ("new", "old")]
@@ -144,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             mean = {c: totals[c] / rows for c in labels}
             line = ", ".join(f"{c} {mean[c]:.0f} ns" for c in labels)
             line += f"; new/ct {mean['new'] / mean['ct']:.3f}"
+            if "mypyc" in mean:
+                line += f", mypyc/ct {mean['mypyc'] / mean['ct']:.3f}"
             if "old" in mean:
                 line += f", old/ct {mean['old'] / mean['ct']:.3f}"
                 line += f", new/old {mean['new'] / mean['old']:.3f}"
