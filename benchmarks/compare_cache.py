@@ -25,7 +25,6 @@ not ship one (see docs/cache.md, "Performance").
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import importlib.util
 import random
@@ -33,14 +32,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cachetools
-
-from bench_cache import load_trace, read_reference, traces_dir
+from bench_cache import (
+    _cachetools_lru,
+    _replay_get_set,
+    _timed,
+    load_trace,
+    read_reference,
+    traces_dir,
+)
 from buttress.cache import Cache
 
 HERE = Path(__file__).resolve().parent
@@ -49,27 +52,12 @@ REPO = HERE.parent
 Replay = Callable[[list[int], int], int]
 
 
-def _replay(get: Callable[[Any], Any], put: Callable[[Any, Any], Any], trace: list[int]) -> int:
-    hits = 0
-    for k in trace:
-        if get(k) is None:
-            put(k, k)
-        else:
-            hits += 1
-    return hits
-
-
 def _buttress(cache_class: Any) -> Replay:
     def run(trace: list[int], size: int) -> int:
         cache = cache_class(size, random=random.Random(0))
-        return _replay(cache.get, cache.set, trace)
+        return _replay_get_set(cache.get, cache.set, trace)
 
     return run
-
-
-def _cachetools(trace: list[int], size: int) -> int:
-    cache: cachetools.LRUCache[int, int] = cachetools.LRUCache(size)
-    return _replay(cache.get, cache.__setitem__, trace)
 
 
 def _revision(rev: str, into: Path) -> Any:
@@ -119,18 +107,6 @@ def _mypyc(into: Path) -> Any:
     return module.Cache
 
 
-def _timed(fn: Replay, trace: list[int], size: int) -> tuple[int, float]:
-    gc.collect()
-    gc.disable()
-    try:
-        started = time.perf_counter()
-        hits = fn(trace, size)
-        elapsed = time.perf_counter() - started
-    finally:
-        gc.enable()
-    return hits, elapsed / len(trace) * 1e9
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", metavar="REV", help="a git revision to compare with")
@@ -142,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
-    contenders: dict[str, Replay] = {"new": _buttress(Cache), "ct": _cachetools}
+    contenders: dict[str, Replay] = {"new": _buttress(Cache), "ct": _cachetools_lru}
     with tempfile.TemporaryDirectory() as tmp:
         if args.against:
             contenders["old"] = _buttress(_revision(args.against, Path(tmp)))
@@ -173,13 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                 if trace_name != name:
                     continue
                 best: dict[str, float] = {}
-                hits: dict[str, int] = {}
+                ratio: dict[str, float] = {}  # hit ratio, %
                 for _ in range(args.rounds):
                     order = labels[:]
                     shuffle.shuffle(order)
                     for label in order:
-                        h, ns = _timed(contenders[label], trace, size)
-                        hits[label] = h
+                        ratio[label], ns = _timed(contenders[label], trace, size)
                         best[label] = min(ns, best.get(label, ns))
                 rows += 1
                 for label in labels:
@@ -187,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 cells = [name, str(size)] + [f"{best[c]:.0f}" for c in labels]
                 cells.append(f"{best['new'] / best['ct']:.3f}")
                 if "mypyc" in best:
-                    same = hits["mypyc"] == hits["new"]
+                    same = ratio["mypyc"] == ratio["new"]
                     cells += [f"{best['mypyc'] / best['ct']:.3f}", "yes" if same else "**no**"]
                 if "old" in best:
                     cells += [f"{best['old'] / best['ct']:.3f}", f"{best['new'] / best['old']:.3f}"]
-                    cells += [f"{100 * hits[c] / len(trace):.2f}" for c in ("new", "old")]
+                    cells += [f"{ratio[c]:.2f}" for c in ("new", "old")]
                 print("| " + " | ".join(cells) + " |", flush=True)
         if rows:
             mean = {c: totals[c] / rows for c in labels}
