@@ -677,7 +677,9 @@ class Cache(Generic[K, V]):
         else:
             emit(self._listeners, CacheEvicted(self.name, evicted[0], evicted[1], "size"))
 
-    __setitem__ = set
+    def __setitem__(self, key: K, value: V) -> None:
+        """``cache[key] = value``: :meth:`set` with the cache's ttl."""
+        self.set(key, value)
 
     def _weigh(self, key: Any, value: Any) -> int:
         weigher = self._weigher
