@@ -14,7 +14,9 @@ Example::
 
 from typing import TYPE_CHECKING, Any
 
+from . import _core
 from ._codec import Codec, JsonCodec, PickleCodec
+from ._compiled import restore_class_docs
 from ._core import Cache, CacheStats
 from ._decorator import cached
 from ._errors import CacheError, CacheWriteError
@@ -22,6 +24,8 @@ from ._events import CacheEvicted, CacheLoadFailed, CacheWriteFailed
 from ._local import LocalTier
 from ._redis_events import NearCacheFlushed
 from ._write import DELETED, BackingStore, CacheWriter, WriteBehind, WriteThrough
+
+restore_class_docs(_core, ("Cache", "CacheStats"))  # when compiled (wheels): see _compiled
 
 if TYPE_CHECKING:
     from ._redis import RedisCache, RedisCacheStats
