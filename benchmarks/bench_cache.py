@@ -393,6 +393,16 @@ def _timed(fn: Callable[[list[int], int], int], trace: list[int], size: int) -> 
     return 100.0 * hits / len(trace), elapsed / len(trace) * 1e9
 
 
+def core_build() -> str:
+    """Which buttress cache core this process runs: the wheel's compiled one or the
+    pure-Python source (an editable install)."""
+    import buttress.cache._core as core
+
+    path = str(core.__file__)
+    kind = "pure Python" if path.endswith(".py") else "compiled by mypyc"
+    return f"buttress cache core: {kind} (`{Path(path).name}`)."
+
+
 def replay_all(
     only: list[str] | None = None, out: Callable[[str], None] = print, repeats: int = 3
 ) -> int:
@@ -408,7 +418,7 @@ def replay_all(
     names = list(dict.fromkeys(name for name, _ in reference))
     if only:
         names = [n for n in names if n in only]
-    out(f"Traces from `{folder}`; hit ratio in %, time per access in ns.\n")
+    out(f"Traces from `{folder}`; hit ratio in %, time per access in ns. {core_build()}\n")
     header = ["trace", "size", *POLICIES, "OPT (Bélády)", "README LRU/ARC/OPT", "goal", "met"]
     out("| " + " | ".join(header) + " |")
     out("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 3) + [":-:"]) + "|")

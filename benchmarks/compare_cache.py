@@ -14,12 +14,11 @@ temporary directory as the package ``buttress_ab`` (the cache imports only relat
 so a renamed copy runs unchanged). Without it, only this checkout and cachetools run.
 The hit ratio of both revisions is printed too: a change of policy shows up there first.
 
-``--mypyc`` adds this checkout's cache core compiled with mypyc (``mypy`` is in the dev
-extra; needs a C compiler, ~30 s): a copy of ``src/buttress`` as ``buttress_mypyc``
-whose ``cache/_core.py`` is compiled to a C extension (the same typed source; the one
-line mypyc rejects, the class-level alias ``__setitem__ = set``, becomes a method in the
-copy). It is what an opt-in compiled build of the package would run; the package does
-not ship one (see docs/cache.md, "Performance").
+``--mypyc`` adds this checkout's cache core compiled as the wheel's is (``mypy`` is in
+the dev extra; needs a C compiler, ~30 s): ``hatch_build.compile_core`` compiles a copy
+of ``src/buttress``, as ``buttress_mypyc``, whose ``cache/_core.py`` becomes a C
+extension. Installed from a wheel, buttress runs that core; the editable install this
+checkout's column uses runs the pure-Python source (see docs/cache.md, "Performance").
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import argparse
 import importlib
 import importlib.util
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,32 +72,17 @@ def _revision(rev: str, into: Path) -> Any:
 
 
 def _mypyc(into: Path) -> Any:
-    """This checkout's ``Cache``, ``cache/_core.py`` compiled by mypyc, as ``buttress_mypyc``."""
-    for needed in ("mypyc", "setuptools"):
-        if importlib.util.find_spec(needed) is None:
-            raise SystemExit(f"--mypyc needs {needed}: pip install mypy setuptools")
-    package = into / "buttress_mypyc"
-    shutil.copytree(REPO / "src" / "buttress", package)
-    core = package / "cache" / "_core.py"
-    alias = "    __setitem__ = set\n"
-    method = "    def __setitem__(self, key: K, value: V) -> None:\n        self.set(key, value)\n"
-    text = core.read_text()
-    if alias in text:  # mypyc compiles a class-level alias of a method into a broken lookup
-        core.write_text(text.replace(alias, method))
-    (into / "setup.py").write_text(
-        "from setuptools import setup\n"
-        "from mypyc.build import mypycify\n"
-        "setup(name='buttress_mypyc', packages=[], "
-        "ext_modules=mypycify(['buttress_mypyc/cache/_core.py'], opt_level='3'))\n"
-    )
-    build = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace"],
-        cwd=into,
-        capture_output=True,
-        text=True,
-    )
-    if build.returncode:
-        raise SystemExit(f"mypyc build failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}")
+    """This checkout's ``Cache`` compiled as the wheel's is (``hatch_build.compile_core``),
+    imported as ``buttress_mypyc``."""
+    spec = importlib.util.spec_from_file_location("hatch_build", REPO / "hatch_build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    try:
+        hook.compile_core(into, package="buttress_mypyc")
+    except RuntimeError as error:
+        raise SystemExit(f"--mypyc: {error}") from error
     sys.path.insert(0, str(into))
     module = importlib.import_module("buttress_mypyc.cache._core")
     if not str(module.__file__).endswith((".so", ".pyd")):
