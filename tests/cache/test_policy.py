@@ -245,6 +245,13 @@ def test_entry_heavier_than_the_cache_is_not_kept() -> None:
         ({"random": 1}, "random must be a random.Random or None, got 1"),
         ({"name": ""}, "name must be a non-empty str or None"),
         ({"listeners": [1]}, "listeners must be an iterable of callables"),
+        # wrong types, which the compiled build (mypyc) would otherwise reject on entry
+        # with its own TypeError, naming no argument
+        ({"max_size": True}, "max_size must be an int >= 0, got True"),
+        ({"max_size": "10"}, "max_size must be an int >= 0, got '10'"),
+        ({"early_expiration": "x"}, "early_expiration must be a number in (0, inf)"),
+        ({"name": 5}, "name must be a non-empty str or None, got 5"),
+        ({"listeners": 5}, "listeners must be an iterable of callables, got 5"),
     ],
 )
 def test_bad_options(kwargs: dict[str, object], message: str) -> None:
@@ -260,6 +267,15 @@ def test_bad_per_call_arguments() -> None:
     with pytest.raises(bt.ConfigError, match=r"weigher\(key, value\) must be an int >= 0, got -3"):
         cache.set("a", -3)
     assert "a" not in cache
+
+
+def test_cache_cannot_be_subclassed() -> None:
+    """The same in both builds: a compiled class cannot have Python subclasses, so the
+    pure-Python one refuses them too (code that runs from source runs on a wheel)."""
+    with pytest.raises(TypeError, match=r"cannot (be subclassed|inherit from compiled)"):
+
+        class Mine(Cache[str, int]):  # type: ignore[misc]
+            pass
 
 
 def _lru_ratio(trace: list[int], size: int) -> float:

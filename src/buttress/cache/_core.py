@@ -70,7 +70,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast, final
 
 from .. import _validate as v
 from .._clock import Clock, resolve
@@ -214,6 +214,7 @@ class _Negative:
 _MISSING: Any = object()
 
 
+@final
 class Cache(Generic[K, V]):
     """A bounded in-process cache with the adaptive W-TinyLFU policy (Caffeine's design).
 
@@ -251,6 +252,9 @@ class Cache(Generic[K, V]):
     ``get`` of a present key takes no lock; most hits move their key themselves, a
     probation hit is replayed later in a batch (see the module notes). The sync API is
     thread-safe and the async one task-safe.
+
+    ``Cache`` is final: subclassing it raises ``TypeError`` (wheels compile it, and a
+    compiled class cannot have Python subclasses); wrap one instead.
 
     Example::
 
@@ -435,6 +439,14 @@ class Cache(Generic[K, V]):
         # writer (``_simple``) and no load or cached load error is pending (``_plain``)
         self._simple = not self._timed and not self._stamp and weigher is None and writer is None
         self._plain = self._simple
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The compiled build (wheels) cannot have Python subclasses; refusing them here
+        # too keeps code that runs on a pure-Python install running on a wheel.
+        raise TypeError(
+            f"class {cls.__name__}: Cache cannot be subclassed; wrap one instead (its "
+            "extension points are weigher=, writer=, listeners= and clock=)"
+        )
 
     def __repr__(self) -> str:
         return f"Cache(max_size={self._max}, ttl={self._ttl}, name={self.name!r})"
