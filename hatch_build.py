@@ -74,9 +74,10 @@ def for_mypyc(source: str) -> str:
     )
     if init is None:
         raise RuntimeError(f"{CORE} has no Cache.__init__ to prepare for mypyc")
-    lines = source.splitlines(keepends=True)
+    # ast's column offsets count UTF-8 bytes: edit the encoded text
+    text = source.encode("utf-8")
     starts = [0]
-    for line in lines:
+    for line in text.splitlines(keepends=True):
         starts.append(starts[-1] + len(line))
     spans = []
     for arg in [*init.args.args[1:], *init.args.kwonlyargs]:
@@ -89,10 +90,9 @@ def for_mypyc(source: str) -> str:
                 starts[note.end_lineno - 1] + note.end_col_offset,
             )
         )
-    # (offsets are in characters for ASCII source, which _core.py is)
     for begin, end in sorted(spans, reverse=True):
-        source = source[:begin] + "Any" + source[end:]
-    return source
+        text = text[:begin] + b"Any" + text[end:]
+    return text.decode("utf-8")
 
 
 def compile_core(workdir: Path, package: str = "buttress") -> list[Path]:
@@ -111,7 +111,7 @@ def compile_core(workdir: Path, package: str = "buttress") -> list[Path]:
         ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "*.c"),
     )
     core = workdir / package / CORE
-    core.write_text(for_mypyc(core.read_text()))
+    core.write_text(for_mypyc(core.read_text(encoding="utf-8")), encoding="utf-8")
     (workdir / "setup.py").write_text(SETUP.format(path=f"{package}/{CORE}"))
     build = subprocess.run(
         [sys.executable, "setup.py"], cwd=workdir, capture_output=True, text=True

@@ -75,3 +75,16 @@ def test_a_bad_compile_mode_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUTTRESS_COMPILE", "sometimes")
     with pytest.raises(ValueError, match=r"BUTTRESS_COMPILE='sometimes'.*auto, required, 0"):
         _hook()._mode()
+
+
+def test_the_hook_edits_by_utf8_offsets() -> None:
+    """ast counts columns in UTF-8 bytes; a non-ASCII name before an annotation on the
+    same line must not shift the edit."""
+    source = (
+        "class Cache:\n"
+        "    def __init__(self, a: int = 1, *, é: str | None = None, b: list[int] = []):\n"
+        "        pass  # café\n"
+    )
+    assert _hook().for_mypyc(source).splitlines()[1] == (
+        "    def __init__(self, a: Any = 1, *, é: Any = None, b: Any = []):"
+    )
